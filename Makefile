@@ -1,0 +1,48 @@
+# Fresh machine: `make demo` and `make test` are all you need (they create .venv).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP_BASE := $(VENV)/.installed-base
+STAMP_DEV := $(VENV)/.installed-dev
+
+.PHONY: demo test lint typecheck docs pytest bench install dev clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip setuptools wheel
+
+$(STAMP_BASE): $(BIN)/python setup.cfg pyproject.toml
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+$(STAMP_DEV): $(BIN)/python setup.cfg pyproject.toml
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@ $(STAMP_BASE)
+
+install: $(STAMP_BASE)
+dev: $(STAMP_DEV)
+
+demo: $(STAMP_BASE)
+	$(BIN)/python -m cacheplug._demo
+
+lint: $(STAMP_DEV)
+	$(BIN)/ruff check cacheplug tests benchmarks
+	$(BIN)/ruff format --check cacheplug tests benchmarks
+
+typecheck: $(STAMP_DEV)
+	$(BIN)/mypy --strict cacheplug
+
+docs: $(STAMP_DEV)
+	$(BIN)/mkdocs build --strict --quiet --site-dir $(VENV)/site
+
+pytest: $(STAMP_DEV)
+	$(BIN)/python -m pytest tests -q
+
+test: lint typecheck docs pytest
+
+bench: $(STAMP_DEV)
+	$(BIN)/python -m pytest benchmarks -q -p no:randomly --benchmark-columns=mean,median,ops --benchmark-sort=name
+	$(BIN)/python benchmarks/check_ratios.py
+
+clean:
+	rm -rf $(VENV) site .benchmarks

@@ -1,0 +1,58 @@
+"""cacheplug: decorator-first caching for Python services.
+
+``@cached`` serves a call from the fastest tier holding a fresh value (process memory, a
+disk tier shared by every process of the host), stays correct when data changes (tags,
+dependencies, write rules, blinker signals) and never serves a value after an
+invalidation of what it was computed from.
+"""
+
+from . import signals
+from .api import add_rule, ainvalidate, get_or_compute, invalidate, invalidate_by_write
+from .config import configure, get_cache
+from .coordinator import Cache, CacheStats
+from .decorator import CachedFunction, CacheInfo, cached
+from .envelope import MISS, Entry
+from .errors import (
+    CacheplugError,
+    ConfigurationError,
+    InvalidationError,
+    SerializationError,
+    UnkeyableArgumentError,
+)
+from .invalidation import InvalidationRule, batch
+from .keys import CacheKeys
+from .middleware import Middleware, Op
+from .tiers import DiskTier, MemoryTier, Tier
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "MISS",
+    "Cache",
+    "CacheInfo",
+    "CacheKeys",
+    "CacheStats",
+    "CachedFunction",
+    "CacheplugError",
+    "ConfigurationError",
+    "DiskTier",
+    "Entry",
+    "InvalidationError",
+    "InvalidationRule",
+    "MemoryTier",
+    "Middleware",
+    "Op",
+    "SerializationError",
+    "Tier",
+    "UnkeyableArgumentError",
+    "add_rule",
+    "ainvalidate",
+    "batch",
+    "cached",
+    "configure",
+    "get_cache",
+    "get_or_compute",
+    "invalidate",
+    "invalidate_by_write",
+    "signals",
+]

@@ -1,0 +1,61 @@
+"""``make demo``: the main job of cacheplug on the embedded default (memory + disk tiers).
+
+A slow service function is served cold (computed), then warm from the memory tier, then —
+in a second process with an empty memory tier — from the disk tier shared by every process
+of the host. Timings and stats are printed.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import cacheplug
+from cacheplug import cached
+
+
+@cached(ttl=600, tags=["report:{region}"])
+def sales_report(region: str, year: int) -> dict[str, object]:
+    """A slow service call: pretend to aggregate a year of orders."""
+    time.sleep(0.4)
+    return {"region": region, "year": year, "total": sum(range(year)) % 100_000}
+
+
+def _timed(label: str) -> None:
+    start = time.perf_counter()
+    value = sales_report("eu", 2026)
+    took = time.perf_counter() - start
+    print(f"  {label:<38} {took * 1e3:10.3f} ms   -> {value}")
+
+
+def second_process() -> None:
+    print(f"process {__import__('os').getpid()} (fresh memory tier):")
+    _timed("from the disk tier (other process)")
+    _timed("then from memory")
+    stats = cacheplug.get_cache().stats()
+    print(f"  tier hits: {stats['tier_hits']}")
+
+
+def main() -> None:
+    cache = cacheplug.get_cache()
+    print(f"cacheplug demo on {cache!r}\n")
+    sales_report.cache_clear()  # start cold every time the demo runs
+    print(f"process {__import__('os').getpid()}:")
+    _timed("cold (computed)")
+    _timed("warm (memory tier)")
+    _timed("warm again")
+    print(f"  {sales_report.cache_info()}")
+    print(f"  stats: hits={cache.stats()['hits']} misses={cache.stats()['misses']}\n")
+    sys.stdout.flush()
+    subprocess.run([sys.executable, "-m", "cacheplug._demo", "--second"], check=True)
+    print("\nafter cacheplug.invalidate(tags=['report:eu']):")
+    cacheplug.invalidate(tags=["report:eu"])
+    _timed("recomputed (the tag was invalidated)")
+
+
+if __name__ == "__main__":
+    if "--second" in sys.argv:
+        second_process()
+    else:
+        main()

@@ -1,0 +1,95 @@
+"""Module-level operations over every open cache of the process.
+
+``invalidate``, ``invalidate_by_write`` and friends act on every open
+:class:`~cacheplug.Cache` (building the default one if none is open, so that the
+invalidation is recorded for the other processes of the host). Caches that share a
+version store record the invalidation once.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
+
+from . import invalidation as inv
+from .config import get_cache
+from .coordinator import Cache, open_caches
+from .errors import ConfigurationError
+
+__all__ = ["add_rule", "ainvalidate", "get_or_compute", "invalidate", "invalidate_by_write"]
+
+T = TypeVar("T")
+_RULES: list[inv.InvalidationRule] = []
+_RULES_LOCK = threading.Lock()
+
+
+def global_rules() -> list[inv.InvalidationRule]:
+    return list(_RULES)
+
+
+def add_rule(rule: inv.InvalidationRule) -> None:
+    """Register a write rule for every cache: see :func:`invalidate_by_write`."""
+    if not isinstance(rule, inv.InvalidationRule):
+        raise ConfigurationError("add_rule takes an InvalidationRule(entity, tags=...)")
+    with _RULES_LOCK:
+        _RULES.append(rule)
+
+
+def clear_rules() -> None:
+    """Forget every global write rule (for tests)."""
+    with _RULES_LOCK:
+        _RULES.clear()
+
+
+def _targets() -> list[Cache]:
+    caches = open_caches()
+    return caches if caches else [get_cache()]
+
+
+def invalidate(tags: Iterable[str] = (), keys: Iterable[str] = ()) -> None:
+    """Make entries carrying ``tags`` or stored under ``keys`` stale in every open cache.
+
+    O(tags + keys), whatever the number of entries. Raises
+    :class:`~cacheplug.errors.InvalidationError` (fail closed) if it cannot be recorded.
+    """
+    tags, keys = (
+        tuple(tags) if not isinstance(tags, str) else tags,
+        tuple(keys) if not isinstance(keys, str) else keys,
+    )
+    recorded: set[int] = set()
+    for cache in _targets():
+        bucket = inv.pending_for(cache)
+        if bucket is not None:
+            cache.invalidate(tags=tags, keys=keys)
+            continue
+        if id(cache.versions) in recorded and not keys:
+            # Same version store: the bump is already recorded; only this cache's signal.
+            cache._apply_invalidation(set(tags), set(), record=False)
+            continue
+        cache.invalidate(tags=tags, keys=keys)
+        recorded.add(id(cache.versions))
+
+
+async def ainvalidate(tags: Iterable[str] = (), keys: Iterable[str] = ()) -> None:
+    """Async twin of :func:`invalidate`."""
+    invalidate(tags=tags, keys=keys)
+
+
+def invalidate_by_write(entity: str, id: Any = None) -> None:
+    """Invalidate what a write of ``entity`` (row ``id``) makes stale, in every open cache.
+
+    The tags are ``entity`` and ``f"{entity}:{id}"`` plus whatever registered
+    :class:`InvalidationRule` objects add. This is what ORM save hooks call.
+    """
+    if not isinstance(entity, str) or not entity:
+        raise ConfigurationError(
+            "invalidate_by_write needs an entity name, e.g. invalidate_by_write('user', 42)"
+        )
+    for cache in _targets():
+        cache.invalidate_by_write(entity, id)
+
+
+def get_or_compute(key: str, compute: Callable[[], T], ttl: Any = None, tags: Iterable[str] = ()) -> T:
+    """:meth:`Cache.get_or_compute` on the default cache."""
+    return get_cache().get_or_compute(key, compute, ttl=ttl, tags=tags)

@@ -1,0 +1,816 @@
+"""The coordinator: read-through, promotion, write-through and invalidation over the tiers.
+
+A read walks the tiers top-down; the first fresh entry wins and is copied into the tiers
+above it with its remaining TTL. A computed value is written through to every tier. An
+entry is fresh while it has not expired by the cache's clock and no tag it carries was
+invalidated after it was checked (``cacheplug.versions``).
+
+Faults: any exception from a tier during a read or a store is counted, logged and
+skipped; the call is served from another tier or computed. Invalidations fail closed: if
+the version store cannot record one, ``invalidate()`` raises.
+
+No stale set: a computation snapshots the epoch before it starts and its result is stored
+only if none of its tags (its own, its key's, and those of everything it read) was
+invalidated since; readers compare against the same snapshot, so even a store that races
+the check is never served.
+"""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import itertools
+import logging
+import threading
+import time
+import weakref
+from collections.abc import Awaitable, Callable, Hashable, Iterable, Sequence
+from typing import Any, TypeVar
+
+from . import invalidation as inv
+from .envelope import MISS, Entry
+from .errors import ConfigurationError, SerializationError
+from .middleware import Middleware, Op, compose
+from .tiers.base import Tier
+from .tiers.memory import MemoryTier, Shelf
+from .versions import LocalVersions, Versions, fresh
+
+__all__ = ["Cache", "CacheStats", "Tally", "open_caches"]
+
+log = logging.getLogger("cacheplug")
+T = TypeVar("T")
+
+_OPEN: weakref.WeakSet[Cache] = weakref.WeakSet()
+_EMPTY_SHELF: dict[Any, Any] = {}
+
+
+def open_caches() -> list[Cache]:
+    """Every open :class:`Cache` of this process."""
+    return [c for c in list(_OPEN) if not c.closed]
+
+
+class Tally:
+    """An exact counter safe across threads without a lock (``itertools.count`` is atomic)."""
+
+    __slots__ = ("_count", "add")
+
+    def __init__(self) -> None:
+        self._count = itertools.count()
+        self.add = self._count.__next__
+
+    @property
+    def value(self) -> int:
+        return int(repr(self._count)[6:-1])
+
+
+class CacheStats(dict[str, Any]):
+    """A snapshot of a cache's counters (a ``dict`` with attribute access)."""
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+def _ttl_seconds(ttl: Any, what: str) -> float | None:
+    import datetime
+
+    if ttl is None:
+        return None
+    if isinstance(ttl, datetime.timedelta):
+        ttl = ttl.total_seconds()
+    if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or ttl != ttl or ttl < 0:
+        raise ConfigurationError(
+            f"{what} must be None, a number of seconds >= 0 or a datetime.timedelta, got {ttl!r}"
+        )
+    return float(ttl)
+
+
+class Binding:
+    """One function (or the direct API) in one cache: its shelf, tags and counters."""
+
+    __slots__ = (
+        "base_tags",
+        "cache",
+        "fa_tag",
+        "fn_tag",
+        "hits",
+        "ident",
+        "misses",
+        "shelf",
+        "warned",
+    )
+
+    def __init__(
+        self, cache: Cache, ident: str, shelf: Shelf | dict[Any, Any], base_tags: tuple[str, ...]
+    ) -> None:
+        self.cache = cache
+        self.ident = ident
+        self.shelf = shelf
+        self.base_tags = base_tags
+        self.fn_tag = inv.fn_tag(cache.namespace, ident)
+        self.fa_tag = inv.fn_any_tag(cache.namespace, ident)
+        self.hits = Tally()
+        self.misses = Tally()
+        self.warned = False
+
+
+class Pending:
+    """A computation in flight: what it needs to be stored when it finishes."""
+
+    __slots__ = ("binding", "bucket", "fkey", "seq0", "skey", "t0", "tags", "token", "ttl")
+
+    def __init__(
+        self,
+        binding: Binding,
+        fkey: Hashable,
+        skey: str | None,
+        tags: tuple[str, ...],
+        ttl: float | None,
+        seq0: int,
+        t0: float,
+    ) -> None:
+        self.binding = binding
+        self.fkey = fkey
+        self.skey = skey
+        self.tags = tags
+        self.ttl = ttl
+        self.seq0 = seq0
+        self.t0 = t0
+        self.bucket, self.token = inv.capture_begin()
+
+
+class Cache:
+    """The coordinator over an ordered list of tiers (fastest first).
+
+    ``tiers`` defaults to the configured tiers (memory + disk unless ``CACHEPLUG_TIERS``
+    says otherwise). ``default_ttl`` applies when a call gives no ttl (``None``: entries
+    never expire). ``namespace`` separates caches sharing storage. ``clock`` (seconds,
+    default ``time.time``) decides every expiry. ``middleware`` is composed once into the
+    chain around every operation. Use as a context manager to close it.
+    """
+
+    def __init__(
+        self,
+        tiers: Sequence[Tier] | None = None,
+        *,
+        default_ttl: float | Any = None,
+        namespace: str = "",
+        clock: Callable[[], float] | None = None,
+        middleware: Sequence[Middleware] = (),
+        enabled: bool = True,
+    ) -> None:
+        if not isinstance(namespace, str) or "|" in namespace or "\x00" in namespace:
+            raise ConfigurationError(f"Cache namespace must be a str without '|' or NUL, got {namespace!r}")
+        if clock is not None and not callable(clock):
+            raise ConfigurationError("Cache clock must be a zero-argument callable returning seconds")
+        self._owns_tiers = tiers is None
+        if tiers is None:
+            from .config import default_tiers
+
+            tiers = default_tiers()
+        tiers = list(tiers)
+        if not tiers:
+            raise ConfigurationError("Cache needs at least one tier, e.g. Cache([MemoryTier()])")
+        for tier in tiers:
+            if not all(hasattr(tier, m) for m in ("get", "set", "delete", "clear")):
+                raise ConfigurationError(f"{tier!r} is not a tier: it needs get/set/delete/clear")
+        self.tiers: list[Tier] = tiers
+        self.memory: MemoryTier | None = tiers[0] if isinstance(tiers[0], MemoryTier) else None
+        self._lower: list[Tier] = tiers[1:] if self.memory is not None else tiers
+        self.default_ttl = _ttl_seconds(default_ttl, "default_ttl")
+        self.namespace = namespace
+        self.clock: Callable[[], float] = clock if clock is not None else time.time
+        self._real_clock = clock is None or clock is time.time
+        self.enabled = enabled
+        self.middleware = tuple(middleware)
+        self._chain = compose(self.middleware)
+        self.versions: Versions = self._pick_versions()
+        self.epoch = self.versions.epoch
+        self.ns_tag = inv.ns_tag(namespace)
+        self._prefix = namespace + "|"
+        self._bindings: dict[Any, Binding] = {}
+        self._lock = threading.Lock()
+        self._rules: list[inv.InvalidationRule] = []
+        self._tier_hits = [Tally() for _ in self.tiers]
+        self._faults: dict[str, int] = {}
+        self._fault_logged: dict[str, float] = {}
+        self.stale_sets = Tally()
+        self.unserializable = Tally()
+        self.invalidations = Tally()
+        self.closed = False
+        self._direct = self.binding("", None)
+        _OPEN.add(self)
+
+    def _pick_versions(self) -> Versions:
+        for tier in self._lower:
+            versions = getattr(tier, "versions", None)
+            if callable(versions):
+                store: Versions = versions()
+                return store
+        if self.memory is not None:
+            if self.memory._versions is None:
+                self.memory._versions = LocalVersions()
+            local: Versions = self.memory._versions
+            return local
+        return LocalVersions()
+
+    # -- bindings -------------------------------------------------------------------------
+
+    def binding(self, ident: str, meta: Any, static_tags: Iterable[str] = ()) -> Binding:
+        """The binding of function ``ident`` (``""``: direct calls) in this cache."""
+        found = self._bindings.get(meta if meta is not None else ident)
+        if found is not None:
+            return found
+        with self._lock:
+            found = self._bindings.get(meta if meta is not None else ident)
+            if found is not None:
+                return found
+            shelf: Shelf | dict[Any, Any] = _EMPTY_SHELF
+            if self.memory is not None:
+                name = (id(self.versions), self.namespace, ident)
+                skey_of = meta.skey_of_fkey(self._prefix) if meta is not None else None
+                shelf = self.memory.shelf(name, skey_of)
+            fn = inv.fn_tag(self.namespace, ident)
+            base = (self.ns_tag, fn, *dict.fromkeys(static_tags))
+            found = Binding(self, ident, shelf, base)
+            self._bindings[meta if meta is not None else ident] = found
+            return found
+
+    def user_key(self, key: str) -> str:
+        """The stored form of a direct ``get``/``set`` key."""
+        if not isinstance(key, str):
+            raise TypeError(f"Cache keys are str (build them with CacheKeys), got {type(key).__name__}")
+        return self._prefix + "k:" + key
+
+    def function_key(self, ident: str, body: str) -> str:
+        """The stored form of a cached function's key."""
+        return f"{self._prefix}fn:{ident}({body})"
+
+    def _as_skey(self, key: str) -> str:
+        return (
+            key
+            if key.startswith(self._prefix) and key[len(self._prefix) :][:3] in ("fn:", "k:")
+            else self.user_key(key)
+        )
+
+    # -- freshness ------------------------------------------------------------------------
+
+    def live(self, entry: Entry, now: float) -> bool:
+        """Is ``entry`` unexpired and fresh? (Advances its ``seq`` when re-checked.)"""
+        if entry.expires is not None and entry.expires <= now:
+            return False
+        if entry.seq == self.epoch[0]:
+            return True
+        return self._recheck(entry)
+
+    def _recheck(self, entry: Entry) -> bool:
+        try:
+            current = self.versions.sync()
+        except Exception as exc:
+            self._fault("versions", "sync", exc)
+            return False
+        seq = entry.seq
+        if seq < self.versions.floor():
+            return False
+        mirror = self.versions.mirror
+        if not fresh(mirror, entry.tags, seq):
+            return False
+        skey = self._entry_skey(entry)
+        if skey is not None and mirror.get(inv.key_tag(skey), 0) > seq:
+            return False
+        entry.seq = current
+        return True
+
+    @staticmethod
+    def _entry_skey(entry: Entry) -> str | None:
+        if entry.skey is not None:
+            return entry.skey
+        fkey = entry.fkey
+        if isinstance(fkey, str):
+            return fkey
+        skey_of = getattr(entry.shelf, "meta", None)
+        return skey_of(fkey) if skey_of is not None else None
+
+    def entry_tags(self, entry: Entry) -> tuple[str, ...]:
+        """The tags a computation that read ``entry`` depends on."""
+        skey = self._entry_skey(entry)
+        return (*entry.tags, inv.key_tag(skey)) if skey is not None else entry.tags
+
+    # -- reads ----------------------------------------------------------------------------
+
+    def lookup(self, binding: Binding, fkey: Hashable, skey_fn: Callable[[], str]) -> Entry | Any:
+        """The fresh entry for a key from the fastest tier holding one, or ``MISS``."""
+        if self._chain is not None:
+            skey = skey_fn()
+            op = Op(
+                "get",
+                skey,
+                binding.ident or None,
+                run=lambda: self._lookup(binding, fkey, lambda: skey),
+            )
+            result: Entry | Any = self._chain(op)
+            return result
+        return self._lookup(binding, fkey, skey_fn)
+
+    def _lookup(self, binding: Binding, fkey: Hashable, skey_fn: Callable[[], str]) -> Entry | Any:
+        now = self.clock()
+        shelf = binding.shelf
+        entry = shelf.get(fkey)
+        if entry is not None:
+            if self.live(entry, now):
+                entry.ref = True
+                return entry
+            if self.memory is not None and isinstance(shelf, Shelf):
+                self.memory.discard(shelf, fkey, entry)
+        if not self._lower:
+            return MISS
+        skey = skey_fn()
+        offset = len(self.tiers) - len(self._lower)
+        for i, tier in enumerate(self._lower):
+            try:
+                found = tier.get(skey)
+            except Exception as exc:
+                self._fault(tier.name, "get", exc)
+                continue
+            if found is MISS:
+                continue
+            if not self.live(found, now):
+                try:
+                    tier.delete(skey)
+                except Exception as exc:
+                    self._fault(tier.name, "delete", exc)
+                continue
+            self._tier_hits[offset + i].add()
+            self._promote(binding, fkey, skey, found, now, self._lower[:i])
+            return found
+        return MISS
+
+    def _promote(
+        self,
+        binding: Binding,
+        fkey: Hashable,
+        skey: str,
+        entry: Entry,
+        now: float,
+        above: Sequence[Tier],
+    ) -> None:
+        if self.memory is not None and isinstance(binding.shelf, Shelf):
+            self.memory.put(binding.shelf, fkey, entry.copy_for(skey))
+        for tier in above:
+            try:
+                tier.set(skey, entry, self._expire_hint(entry, now))
+            except Exception as exc:
+                self._fault(tier.name, "set", exc)
+
+    def _expire_hint(self, entry: Entry, now: float) -> float | None:
+        if entry.expires is None or not self._real_clock:
+            return None
+        return entry.expires - now
+
+    # -- computations ---------------------------------------------------------------------
+
+    def begin(
+        self,
+        binding: Binding,
+        fkey: Hashable,
+        skey: str | None,
+        tags: tuple[str, ...],
+        ttl: float | None,
+    ) -> Pending:
+        """Start a computation: snapshot the epoch and start capturing what it reads."""
+        return Pending(binding, fkey, skey, tags, ttl, self.epoch[0], self.clock())
+
+    def finish(
+        self, pending: Pending, value: Any, store: bool, skey_fn: Callable[[], str], cost: float
+    ) -> Entry:
+        """End a computation: store its value if allowed and still fresh; report it upward."""
+        inv.capture_end(pending.token)
+        binding = pending.binding
+        captured: dict[str, None] = dict.fromkeys(pending.tags)
+        for read in pending.bucket:
+            captured.update(dict.fromkeys(read.cache.entry_tags(read.entry)))
+        tags = tuple(captured)
+        now = self.clock()
+        ttl = pending.ttl if pending.ttl is not None else self.default_ttl
+        entry = Entry(
+            value,
+            created=now,
+            expires=None if ttl is None else now + ttl,
+            seq=pending.seq0,
+            tags=tags,
+            cost=cost,
+            skey=pending.skey,
+        )
+        if store and ttl != 0:
+            self._store(binding, pending.fkey, skey_fn, entry, pending.t0, now)
+        if inv.CAPTURING[0] and inv.CAPTURE.get() is not None:
+            if entry.skey is None:
+                entry.skey = skey_fn()
+            inv.note(_Read(self, entry))
+        return entry
+
+    def _store(
+        self,
+        binding: Binding,
+        fkey: Hashable,
+        skey_fn: Callable[[], str],
+        entry: Entry,
+        t0: float,
+        now: float,
+    ) -> None:
+        if self._chain is not None:
+            skey = skey_fn()
+            op = Op(
+                "set",
+                skey,
+                binding.ident or None,
+                frozenset(entry.tags),
+                run=lambda: self._store_direct(binding, fkey, lambda: skey, entry, t0, now),
+            )
+            self._chain(op)
+        else:
+            self._store_direct(binding, fkey, skey_fn, entry, t0, now)
+
+    def _store_direct(
+        self,
+        binding: Binding,
+        fkey: Hashable,
+        skey_fn: Callable[[], str],
+        entry: Entry,
+        t0: float,
+        now: float,
+    ) -> None:
+        try:
+            current = self.versions.sync()
+        except Exception as exc:
+            self._fault("versions", "sync", exc)
+            return
+        mirror = self.versions.mirror
+        seq0 = entry.seq
+        skey = entry.skey
+        if skey is None and (self._lower or self.versions.keyed):
+            skey = entry.skey = skey_fn()
+        if (
+            seq0 < self.versions.floor()
+            or not fresh(mirror, entry.tags, seq0)
+            or (skey is not None and mirror.get(inv.key_tag(skey), 0) > seq0)
+        ):
+            self.stale_sets.add()
+            return
+        entry.seq = current
+        shelf = binding.shelf
+        if self.memory is not None and isinstance(shelf, Shelf):
+            existing = shelf.get(fkey)
+            if existing is None or existing.created < t0 or not self.live(existing, now):
+                # Memory entries derive their string key from the shelf when needed.
+                keep = entry.copy_for() if self._lower else entry
+                keep.skey = None
+                self.memory.put(shelf, fkey, keep)
+        if not self._lower:
+            return
+        assert skey is not None
+        hint = self._expire_hint(entry, now)
+        for tier in self._lower:
+            try:
+                tier.set(skey, entry, hint)
+            except SerializationError as exc:
+                self.unserializable.add()
+                if not binding.warned:
+                    binding.warned = True
+                    log.warning(
+                        "cacheplug: results of %s cannot be stored in the %s tier and stay in memory: %s",
+                        binding.ident or "Cache.set",
+                        tier.name,
+                        exc,
+                    )
+                return
+            except Exception as exc:
+                self._fault(tier.name, "set", exc)
+
+    def call(
+        self,
+        binding: Binding,
+        fkey: Hashable,
+        skey_fn: Callable[[], str],
+        func: Callable[[], T],
+        tags_fn: Callable[[], tuple[str, ...]],
+        ttl: float | None,
+        keep: Callable[[Any], bool] | None = None,
+    ) -> T:
+        """Serve a call from the tiers or compute it (sync driver)."""
+        entry = self.lookup(binding, fkey, skey_fn)
+        if entry is not MISS:
+            binding.hits.add()
+            inv.note(_Read(self, entry))
+            hit: T = entry.value
+            return hit
+        binding.misses.add()
+        pending = self.begin(binding, fkey, None, tags_fn(), ttl)
+        start = time.perf_counter()
+        try:
+            value: T = self._run_compute(binding, skey_fn, func)
+        except BaseException:
+            inv.capture_end(pending.token)
+            raise
+        self.finish(pending, value, keep is None or bool(keep(value)), skey_fn, time.perf_counter() - start)
+        return value
+
+    async def acall(
+        self,
+        binding: Binding,
+        fkey: Hashable,
+        skey_fn: Callable[[], str],
+        func: Callable[[], Awaitable[T]],
+        tags_fn: Callable[[], tuple[str, ...]],
+        ttl: float | None,
+        keep: Callable[[Any], bool] | None = None,
+    ) -> T:
+        """Serve a call from the tiers or compute it (async driver; same steps, awaited)."""
+        entry = self.lookup(binding, fkey, skey_fn)
+        if entry is not MISS:
+            binding.hits.add()
+            inv.note(_Read(self, entry))
+            hit: T = entry.value
+            return hit
+        binding.misses.add()
+        pending = self.begin(binding, fkey, None, tags_fn(), ttl)
+        start = time.perf_counter()
+        try:
+            value: T = await self._run_compute(binding, skey_fn, func)
+        except BaseException:
+            inv.capture_end(pending.token)
+            raise
+        self.finish(pending, value, keep is None or bool(keep(value)), skey_fn, time.perf_counter() - start)
+        return value
+
+    def _run_compute(self, binding: Binding, skey_fn: Callable[[], str], func: Callable[[], Any]) -> Any:
+        if self._chain is None:
+            return func()
+        return self._chain(Op("compute", skey_fn(), binding.ident or None, run=func))
+
+    # -- the direct API -------------------------------------------------------------------
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """The fresh value stored under ``key``, or ``default``."""
+        skey = self.user_key(key)
+        entry = self.lookup(self._direct, skey, lambda: skey)
+        if entry is MISS:
+            self._direct.misses.add()
+            return default
+        self._direct.hits.add()
+        inv.note(_Read(self, entry))
+        return entry.value
+
+    def set(self, key: str, value: Any, ttl: Any = None, tags: Iterable[str] = ()) -> None:
+        """Store ``value`` under ``key`` in every tier, with ``ttl`` seconds and ``tags``."""
+        skey = self.user_key(key)
+        seconds = _ttl_seconds(ttl, "ttl")
+        tag_tuple = self._direct.base_tags + _check_tags(tags)
+        pending = self.begin(self._direct, skey, skey, tag_tuple, seconds)
+        self.finish(pending, value, True, lambda: skey, 0.0)
+
+    def get_or_compute(
+        self, key: str, compute: Callable[[], T], ttl: Any = None, tags: Iterable[str] = ()
+    ) -> T:
+        """The value under ``key``; on a miss, ``compute()`` it and store it."""
+        skey = self.user_key(key)
+        seconds = _ttl_seconds(ttl, "ttl")
+        tag_tuple = self._direct.base_tags + _check_tags(tags)
+        return self.call(self._direct, skey, lambda: skey, compute, lambda: tag_tuple, seconds)
+
+    def delete(self, key: str) -> bool:
+        """Remove ``key`` from every tier (and from other processes' memory); True if it was there."""
+        skey = self._as_skey(key)
+        existed = self.peek(self._direct, skey, skey) is not MISS
+        self.invalidate(keys=[skey])
+        return existed
+
+    def peek(self, binding: Binding, fkey: Hashable, skey: str) -> Entry | Any:
+        """The fresh entry for a key without promoting it or counting a hit, or ``MISS``."""
+        now = self.clock()
+        entry = binding.shelf.get(fkey)
+        if entry is not None and self.live(entry, now):
+            return entry
+        for tier in self._lower:
+            try:
+                found = tier.get(skey)
+            except Exception as exc:
+                self._fault(tier.name, "get", exc)
+                continue
+            if found is not MISS and self.live(found, now):
+                return found
+        return MISS
+
+    # -- invalidation ---------------------------------------------------------------------
+
+    def invalidate(self, tags: Iterable[str] = (), keys: Iterable[str] = ()) -> None:
+        """Make every entry carrying one of ``tags`` or stored under one of ``keys`` stale.
+
+        Costs O(len(tags) + len(keys)) whatever the number of entries. Inside ``batch()``
+        the invalidation is collected and applied when the block exits. Raises
+        :class:`~cacheplug.errors.InvalidationError` when it cannot be recorded.
+        """
+        tag_set = set(_check_tags(tags))
+        key_set = {self._as_skey(k) for k in _check_keys(keys)}
+        if not tag_set and not key_set:
+            return
+        bucket = inv.pending_for(self)
+        if bucket is not None:
+            bucket[0].update(tag_set)
+            bucket[1].update(key_set)
+            return
+        self._apply_invalidation(tag_set, key_set)
+
+    async def ainvalidate(self, tags: Iterable[str] = (), keys: Iterable[str] = ()) -> None:
+        """Async twin of :meth:`invalidate` (the recording is a short local write)."""
+        self.invalidate(tags=tags, keys=keys)
+
+    def _apply_invalidation(
+        self, tags: builtins.set[str], keys: builtins.set[str], *, record: bool = True
+    ) -> None:
+        if self._chain is not None:
+            op = Op(
+                "invalidate",
+                None,
+                None,
+                frozenset(tags | keys),
+                run=lambda: self._invalidate_direct(tags, keys, record),
+            )
+            self._chain(op)
+        else:
+            self._invalidate_direct(tags, keys, record)
+
+    def _invalidate_direct(self, tags: builtins.set[str], keys: builtins.set[str], record: bool) -> None:
+        version_tags = inv.expand(tags)
+        version_tags.update(inv.key_tag(k) for k in keys)
+        if record:
+            self.versions.bump(version_tags)
+        self.invalidations.add()
+        for skey in keys:
+            if self.memory is not None:
+                self.memory.discard(self._direct.shelf, skey)  # type: ignore[arg-type]
+            for tier in self._lower:
+                try:
+                    tier.delete(skey)
+                except Exception as exc:
+                    self._fault(tier.name, "delete", exc)
+        from .signals import invalidated
+
+        invalidated.send(self, tags=frozenset(tags), keys=frozenset(keys))
+
+    def add_rule(self, rule: inv.InvalidationRule) -> None:
+        """Register a write rule for this cache (see :func:`cacheplug.invalidate_by_write`)."""
+        if not isinstance(rule, inv.InvalidationRule):
+            raise ConfigurationError("add_rule takes an InvalidationRule(entity, tags=...)")
+        self._rules.append(rule)
+
+    def write_tags(self, entity: str, id: Any = None) -> list[str]:
+        """The tags a write of ``entity``/``id`` invalidates here (global rules included)."""
+        from .api import global_rules
+
+        return inv.write_tags(entity, id, [*global_rules(), *self._rules])
+
+    def invalidate_by_write(self, entity: str, id: Any = None) -> None:
+        """Invalidate what a write of ``entity`` (row ``id``) makes stale, by rule."""
+        self.invalidate(tags=self.write_tags(entity, id))
+
+    def clear(self) -> None:
+        """Make every entry of this cache's namespace stale in every tier and process."""
+        self._apply_invalidation({self.ns_tag}, set())
+        if self.memory is not None:
+            for binding in list(self._bindings.values()):
+                if isinstance(binding.shelf, Shelf):
+                    self.memory.drop(binding.shelf)
+
+    def clear_binding(self, binding: Binding) -> None:
+        """Drop every entry of one function in every tier and process (``cache_clear``)."""
+        self._apply_invalidation({binding.fn_tag, binding.fa_tag}, set())
+        if self.memory is not None and isinstance(binding.shelf, Shelf):
+            self.memory.drop(binding.shelf)
+
+    def invalidate_call(self, binding: Binding, fkey: Hashable, skey: str) -> bool:
+        """Invalidate one call's entry everywhere; True if a fresh one existed."""
+        existed = self.peek(binding, fkey, skey) is not MISS
+        bucket = inv.pending_for(self)
+        if bucket is not None:
+            bucket[0].add(binding.fa_tag)
+            bucket[1].add(skey)
+        else:
+            self._apply_invalidation({binding.fa_tag}, {skey})
+        if self.memory is not None and isinstance(binding.shelf, Shelf):
+            self.memory.discard(binding.shelf, fkey)
+        return existed
+
+    def sweep(self) -> int:
+        """Remove expired and stale entries from every tier. O(entries): run it off the call path."""
+        now = self.clock()
+        removed = 0
+        if self.memory is not None:
+            removed += self.memory.sweep(lambda e: self.live(e, now))
+        for tier in self._lower:
+            keys = getattr(tier, "keys", None)
+            if keys is None:
+                continue
+            for skey in keys():
+                if not skey.startswith(self._prefix):
+                    continue
+                with contextlib.suppress(Exception):
+                    found = tier.get(skey)
+                    if found is not MISS and not self.live(found, now) and tier.delete(skey):
+                        removed += 1
+        return removed
+
+    # -- bookkeeping ----------------------------------------------------------------------
+
+    def _fault(self, where: str, op: str, exc: BaseException) -> None:
+        name = f"{where}.{op}"
+        with self._lock:
+            self._faults[name] = self._faults.get(name, 0) + 1
+        now = time.monotonic()
+        if now - self._fault_logged.get(name, -1e9) > 60:
+            self._fault_logged[name] = now
+            log.warning("cacheplug: %s failed (%r); serving from another tier or computing", name, exc)
+
+    def stats(self) -> CacheStats:
+        """Counters: hits, misses, per-tier hits, faults, refused stale stores and more."""
+        hits = sum(b.hits.value for b in self._bindings.values())
+        misses = sum(b.misses.value for b in self._bindings.values())
+        return CacheStats(
+            hits=hits,
+            misses=misses,
+            hit_rate=hits / (hits + misses) if hits + misses else 0.0,
+            tier_hits=self._tier_hit_counts(hits),
+            entries=len(self.memory) if self.memory is not None else 0,
+            evictions=self.memory.evictions if self.memory is not None else 0,
+            faults=dict(self._faults),
+            stale_sets=self.stale_sets.value,
+            unserializable=self.unserializable.value,
+            corrupt=sum(getattr(t, "corrupt", 0) for t in self.tiers),
+            invalidations=self.invalidations.value,
+            epoch=self.epoch[0],
+        )
+
+    def _tier_hit_counts(self, hits: int) -> dict[str, int]:
+        counts = {t.name: c.value for t, c in zip(self.tiers, self._tier_hits, strict=True)}
+        if self.memory is not None:
+            # Memory hits are not counted one by one (the fast path stays lean): they are
+            # the hits no lower tier served.
+            counts[self.memory.name] = hits - sum(counts.values())
+        return counts
+
+    def close(self) -> None:
+        """Close the tiers this cache created and leave the registry of open caches."""
+        if self.closed:
+            return
+        self.closed = True
+        _OPEN.discard(self)
+        if self._owns_tiers:
+            for tier in self.tiers:
+                with contextlib.suppress(Exception):
+                    tier.close()
+
+    def __enter__(self) -> Cache:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        where = ", ".join(repr(t) for t in self.tiers)
+        return f"Cache([{where}], namespace={self.namespace!r}, default_ttl={self.default_ttl})"
+
+
+class _Read:
+    """What a capturing computation records about one read: the entry and its cache."""
+
+    __slots__ = ("cache", "entry")
+
+    def __init__(self, cache: Cache, entry: Entry) -> None:
+        self.cache = cache
+        self.entry = entry
+
+
+def _check_tags(tags: Iterable[str]) -> tuple[str, ...]:
+    if isinstance(tags, str):
+        raise ConfigurationError(
+            f"tags must be a list of strings, not the string {tags!r}: write tags=[{tags!r}]"
+        )
+    out = tuple(tags)
+    for tag in out:
+        if not isinstance(tag, str) or not tag or tag.startswith("\x00"):
+            raise ConfigurationError(f"a tag must be a non-empty str not starting with NUL, got {tag!r}")
+    return out
+
+
+def _check_keys(keys: Iterable[str]) -> tuple[str, ...]:
+    if isinstance(keys, str):
+        raise ConfigurationError(
+            f"keys must be a list of strings, not the string {keys!r}: write keys=[{keys!r}]"
+        )
+    out = tuple(keys)
+    for key in out:
+        if not isinstance(key, str):
+            raise ConfigurationError(f"a key must be a str, got {key!r}")
+    return out

@@ -1,0 +1,48 @@
+"""The error tree of cacheplug: every error derives from :class:`CacheplugError`.
+
+Where the meaning matches a built-in error the class also derives from it, so callers may
+catch either (``UnkeyableArgumentError`` is a ``TypeError``; ``ConfigurationError`` is a
+``ValueError``). Messages say what to do next.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "CacheplugError",
+    "ConfigurationError",
+    "InvalidationError",
+    "SerializationError",
+    "UnkeyableArgumentError",
+]
+
+
+class CacheplugError(Exception):
+    """Root of every error raised by cacheplug."""
+
+
+class ConfigurationError(CacheplugError, ValueError):
+    """A decorator argument, a ``Cache`` argument or a ``CACHEPLUG_*`` variable is invalid.
+
+    Raised at decoration time or when the cache is built, never in the middle of a call.
+    """
+
+
+class UnkeyableArgumentError(CacheplugError, TypeError):
+    """An argument of a cached call cannot be turned into a stable key.
+
+    The message names the parameter and the three ways out: give the type a
+    ``__cache_key__()`` method, pass ``key=`` to ``@cached``, or leave the parameter out of
+    the key with ``ignore=``.
+    """
+
+
+class SerializationError(CacheplugError):
+    """A value could not be serialized for a shared tier (it stays in memory instead)."""
+
+
+class InvalidationError(CacheplugError):
+    """An invalidation could not be recorded in a shared tier.
+
+    Invalidation fails closed: the writer must know that other processes may still hold the
+    old value, so this error propagates to the caller of ``invalidate()``.
+    """

@@ -1,0 +1,232 @@
+"""Invalidation vocabulary: tag names, tag families, write rules, dependency capture, batches.
+
+Tags a user writes are plain strings. cacheplug adds internal tags, all starting with
+``"\\x00"`` so they can never collide with a user's:
+
+* ``\\x00ns:<namespace>`` on every entry of a cache namespace (``Cache.clear()``);
+* ``\\x00fn:<namespace>:<function>`` on every entry of a function (``cache_clear()``);
+* ``\\x00fa:<namespace>:<function>``, bumped when any entry of the function is invalidated
+  by its arguments (what ``depends_on=[function]`` listens to);
+* ``\\x00k:<key>`` for one key (``invalidate(keys=...)``, ``f.invalidate(...)``);
+* ``\\x00~<prefix>``, a *family*: invalidating the user tag ``"user:42"`` also bumps the
+  families ``"user:"`` and ``""`` (every prefix ending at a separator, and the empty one).
+  An entry that depends on a whole function with ``tags=["user:{user_id}"]`` carries the
+  family ``"user:"`` and so goes stale when any ``user:...`` tag is invalidated, in any
+  process, without anyone keeping a registry of templates.
+
+Dependency capture: while a cached function computes, every cached value it reads (hits
+and computations alike, through any cache) is recorded in a context variable; the new entry
+carries the tags of all of them. Context variables follow threads started with a copied
+context (``asyncio.to_thread``, ``contextvars.copy_context().run``) and asyncio tasks, but
+not a bare ``ThreadPoolExecutor.submit``: reads done there are not captured.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import string
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import ConfigurationError
+
+__all__ = ["InvalidationRule", "batch"]
+
+_SEPARATORS = frozenset(":/.|-_#@ ,;=")
+_FORMATTER = string.Formatter()
+
+
+def ns_tag(namespace: str) -> str:
+    return "\x00ns:" + namespace
+
+
+def fn_tag(namespace: str, ident: str) -> str:
+    return f"\x00fn:{namespace}:{ident}"
+
+
+def fn_any_tag(namespace: str, ident: str) -> str:
+    return f"\x00fa:{namespace}:{ident}"
+
+
+def key_tag(skey: str) -> str:
+    return "\x00k:" + skey
+
+
+ANY_TAG_FAMILY = "\x00~"
+
+
+def families(tag: str) -> Iterator[str]:
+    """The family tags a user tag belongs to: each prefix ending at a separator, and ``""``."""
+    yield ANY_TAG_FAMILY
+    for i, char in enumerate(tag):
+        if char in _SEPARATORS:
+            yield ANY_TAG_FAMILY + tag[: i + 1]
+
+
+def expand(tags: Iterable[str]) -> set[str]:
+    """User tags plus their families; internal tags pass through unchanged."""
+    out: set[str] = set()
+    for tag in tags:
+        out.add(tag)
+        if not tag.startswith("\x00"):
+            out.update(families(tag))
+    return out
+
+
+def template_fields(template: str) -> list[str]:
+    """Root names of the replacement fields in ``template`` (``"{user.org_id}"`` → ``user``)."""
+    roots = []
+    for _, field, _, _ in _FORMATTER.parse(template):
+        if field is None:
+            continue
+        if field == "" or field.isdigit():
+            raise ConfigurationError(
+                f"tag template {template!r} uses a positional field; name the parameter, "
+                f"e.g. 'user:{{user_id}}'"
+            )
+        root = field.split(".", 1)[0].split("[", 1)[0]
+        roots.append(root)
+    return roots
+
+
+def template_family(template: str) -> str | None:
+    """The family a template's tags fall in, or ``None`` for a static tag (no fields)."""
+    literal = []
+    for text, field, _, _ in _FORMATTER.parse(template):
+        literal.append(text)
+        if field is not None:
+            prefix = "".join(literal)
+            cut = max((i for i, c in enumerate(prefix) if c in _SEPARATORS), default=-1)
+            return ANY_TAG_FAMILY + prefix[: cut + 1]
+    return None
+
+
+# -- write rules ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class InvalidationRule:
+    """What a write of ``entity`` invalidates beyond ``entity`` and ``entity:{id}``.
+
+    ``tags`` is a list of templates formatted with ``id`` (``"dashboard:{id}"``) or a
+    callable receiving the id and returning an iterable of tags.
+    """
+
+    entity: str
+    tags: Iterable[str] | Callable[[Any], Iterable[str]] = ()
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.entity, str) or not self.entity:
+            raise ConfigurationError(
+                "InvalidationRule needs an entity name, e.g. InvalidationRule('user', ...)"
+            )
+        if callable(self.tags):
+            return
+        if isinstance(self.tags, str):
+            raise ConfigurationError("InvalidationRule tags must be a list of templates, not one string")
+        frozen = tuple(self.tags)
+        for template in frozen:
+            if not isinstance(template, str):
+                raise ConfigurationError(f"InvalidationRule tag {template!r} is not a string")
+            unknown = [f for f in template_fields(template) if f != "id"]
+            if unknown:
+                raise ConfigurationError(
+                    f"InvalidationRule template {template!r} may only use {{id}}, not {unknown}"
+                )
+        object.__setattr__(self, "tags", frozen)
+
+    def tags_for(self, id: Any) -> list[str]:
+        """The tags this rule adds for a write of ``id``."""
+        if callable(self.tags):
+            return [str(t) for t in self.tags(id)]
+        if id is None:
+            return [t for t in self.tags if "{" not in t]
+        return [t.format(id=id) for t in self.tags]
+
+
+def write_tags(entity: str, id: Any, rules: Iterable[InvalidationRule]) -> list[str]:
+    """Tags invalidated by a write of ``entity`` (and ``id``) under ``rules``."""
+    tags = [entity] if id is None else [entity, f"{entity}:{id}"]
+    for rule in rules:
+        if rule.entity == entity:
+            tags.extend(rule.tags_for(id))
+    return tags
+
+
+# -- dependency capture -----------------------------------------------------------------
+
+CAPTURE: contextvars.ContextVar[list[Any] | None] = contextvars.ContextVar("cacheplug_capture", default=None)
+# How many computations are capturing right now, in any thread: the hit path reads this
+# plain int and looks at the context variable only when it is non-zero.
+CAPTURING = [0]
+_CAPTURING_LOCK = threading.Lock()
+
+
+def capture_begin() -> tuple[list[Any], contextvars.Token[list[Any] | None]]:
+    bucket: list[Any] = []
+    with _CAPTURING_LOCK:
+        CAPTURING[0] += 1
+    return bucket, CAPTURE.set(bucket)
+
+
+def capture_end(token: contextvars.Token[list[Any] | None]) -> None:
+    CAPTURE.reset(token)
+    with _CAPTURING_LOCK:
+        CAPTURING[0] -= 1
+
+
+def note(entry: Any) -> None:
+    """Record ``entry`` as read by the computation running in this context, if any."""
+    if CAPTURING[0]:
+        bucket = CAPTURE.get()
+        if bucket is not None:
+            bucket.append(entry)
+
+
+# -- batches ----------------------------------------------------------------------------
+
+BATCH: contextvars.ContextVar[dict[Any, tuple[set[str], set[str]]] | None] = contextvars.ContextVar(
+    "cacheplug_batch", default=None
+)
+
+
+@contextlib.contextmanager
+def batch() -> Iterator[None]:
+    """Collect the invalidations requested inside the block and apply them once, at exit.
+
+    Invalidations of every cache requested in this context (thread or task) are
+    deduplicated and applied as one invalidation and one ``invalidated`` signal per cache
+    when the block exits, also on exception. Nested blocks fold into the outermost. Until
+    the block exits, the collected invalidations are not applied.
+    """
+    if BATCH.get() is not None:
+        yield
+        return
+    pending: dict[Any, tuple[set[str], set[str]]] = {}
+    token = BATCH.set(pending)
+    try:
+        yield
+    finally:
+        BATCH.reset(token)
+        errors = []
+        for cache, (tags, keys) in pending.items():
+            try:
+                cache._apply_invalidation(tags, keys)
+            except Exception as exc:  # applied for every cache, then the first error raised
+                errors.append(exc)
+        if errors:
+            raise errors[0]
+
+
+def pending_for(cache: Any) -> tuple[set[str], set[str]] | None:
+    """The batch bucket for ``cache`` when inside ``batch()``, else ``None``."""
+    pending = BATCH.get()
+    if pending is None:
+        return None
+    bucket = pending.get(cache)
+    if bucket is None:
+        bucket = pending[cache] = (set(), set())
+    return bucket

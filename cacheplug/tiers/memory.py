@@ -1,0 +1,217 @@
+"""The in-process tier: values by reference, O(1) get and set, bounded by entries or bytes.
+
+Entries live in *shelves*, one plain ``dict`` per (cache namespace, function), so that a
+function's fast path looks its arguments up directly and ``cache_clear()`` drops one shelf.
+
+Thread safety: a read is one ``dict.get``, atomic under the GIL (and internally locked on
+free-threaded builds), so hits take no lock. Writes, deletes and eviction take the tier's
+lock.
+
+Eviction is LRU approximated by the CLOCK (second chance) algorithm: a hit sets the entry's
+``ref`` bit (one attribute store, no lock, no reordering); when the tier is over its bound,
+the oldest entries are examined in insertion order and an entry whose bit is set gets its
+bit cleared and goes to the back instead of being evicted. Entries used since they were last
+examined therefore survive, as in LRU, without making every hit write to a shared list.
+
+Size estimate for ``max_bytes``: ``sys.getsizeof`` of the value plus, for lists, tuples,
+sets, dicts, str and bytes one level of their items, plus 200 bytes of bookkeeping per
+entry. It is an estimate, not an exact accounting of deep object graphs.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from collections import deque
+from collections.abc import Callable, Hashable, Iterator
+from typing import Any
+
+from ..envelope import MISS, Entry
+from ..errors import ConfigurationError
+
+__all__ = ["MemoryTier", "Shelf", "estimate_size"]
+
+_OVERHEAD = 200
+
+
+class Shelf(dict[Hashable, Entry]):
+    """The entries of one function (or of direct ``Cache`` calls) in one namespace."""
+
+    __slots__ = ("__weakref__", "meta", "name")
+
+    def __init__(self, name: Hashable, meta: Any) -> None:
+        super().__init__()
+        self.name = name
+        self.meta = meta
+
+    def __hash__(self) -> int:  # type: ignore[override]
+        return id(self)
+
+    def __eq__(self, other: object) -> bool:
+        return self is other
+
+
+def estimate_size(value: Any) -> int:
+    """The documented byte estimate used for ``max_bytes``."""
+    size = sys.getsizeof(value)
+    if isinstance(value, (list, tuple, set, frozenset)):
+        size += sum(sys.getsizeof(item) for item in value)
+    elif isinstance(value, dict):
+        size += sum(sys.getsizeof(k) + sys.getsizeof(v) for k, v in value.items())
+    return size + _OVERHEAD
+
+
+class MemoryTier:
+    """In-process tier with CLOCK-approximated LRU eviction at ``max_entries``/``max_bytes``."""
+
+    name = "memory"
+    shared = False
+
+    def __init__(self, max_entries: int = 10_000, max_bytes: int | None = None) -> None:
+        if not isinstance(max_entries, int) or isinstance(max_entries, bool) or max_entries < 1:
+            raise ConfigurationError(f"MemoryTier max_entries must be an int >= 1, got {max_entries!r}")
+        if max_bytes is not None and (not isinstance(max_bytes, int) or max_bytes < 1):
+            raise ConfigurationError(f"MemoryTier max_bytes must be an int >= 1 or None, got {max_bytes!r}")
+        self.max_entries = max_entries
+        self.max_bytes = max_bytes
+        self._shelves: dict[Hashable, Shelf] = {}
+        self._clock: deque[Entry] = deque()
+        self._count = 0
+        self._bytes = 0
+        self._sizes: dict[Entry, int] = {}
+        self._lock = threading.Lock()
+        self.evictions = 0
+        self._generic = self.shelf(("", "__direct__"), None)
+        self._versions: Any = None
+
+    # -- shelves -----------------------------------------------------------------------
+
+    def shelf(self, name: Hashable, meta: Any = None) -> Shelf:
+        """The shelf called ``name``, created on first use."""
+        found = self._shelves.get(name)
+        if found is None:
+            with self._lock:
+                found = self._shelves.get(name)
+                if found is None:
+                    found = self._shelves[name] = Shelf(name, meta)
+        return found
+
+    def shelves(self) -> Iterator[Shelf]:
+        return iter(list(self._shelves.values()))
+
+    def put(self, shelf: Shelf, fkey: Hashable, entry: Entry) -> None:
+        """Store ``entry`` under ``fkey`` in ``shelf`` and evict past the bounds."""
+        entry.shelf = shelf
+        entry.fkey = fkey
+        entry.ref = False
+        with self._lock:
+            old = shelf.get(fkey)
+            shelf[fkey] = entry
+            if old is None:
+                self._count += 1
+            elif self.max_bytes is not None:
+                self._bytes -= self._sizes.pop(old, 0)
+            if self.max_bytes is not None:
+                size = estimate_size(entry.value)
+                self._sizes[entry] = size
+                self._bytes += size
+            self._clock.append(entry)
+            if self._count > self.max_entries or (
+                self.max_bytes is not None and self._bytes > self.max_bytes
+            ):
+                self._evict()
+            if len(self._clock) > 2 * self._count + 1024:
+                self._compact()
+
+    def discard(self, shelf: Shelf, fkey: Hashable, entry: Entry | None = None) -> bool:
+        """Remove ``fkey`` from ``shelf`` (only if it still holds ``entry``, when given)."""
+        with self._lock:
+            current = shelf.get(fkey)
+            if current is None or (entry is not None and current is not entry):
+                return False
+            del shelf[fkey]
+            self._forget(current)
+            return True
+
+    def drop(self, shelf: Shelf) -> int:
+        """Empty ``shelf`` in O(1) (its entries are reclaimed from the clock lazily)."""
+        with self._lock:
+            count = len(shelf)
+            if self.max_bytes is not None:
+                for entry in shelf.values():
+                    self._bytes -= self._sizes.pop(entry, 0)
+            shelf.clear()
+            self._count -= count
+            return count
+
+    def sweep(self, is_live: Callable[[Entry], bool]) -> int:
+        """Remove every entry for which ``is_live`` is false. O(entries): call it off the hot path."""
+        removed = 0
+        for shelf in self.shelves():
+            for fkey, entry in list(shelf.items()):
+                if not is_live(entry) and self.discard(shelf, fkey, entry):
+                    removed += 1
+        return removed
+
+    def _forget(self, entry: Entry) -> None:
+        self._count -= 1
+        if self.max_bytes is not None:
+            self._bytes -= self._sizes.pop(entry, 0)
+
+    def _evict(self) -> None:
+        clock = self._clock
+        while clock and (
+            self._count > self.max_entries or (self.max_bytes is not None and self._bytes > self.max_bytes)
+        ):
+            entry = clock.popleft()
+            shelf = entry.shelf
+            if shelf.get(entry.fkey) is not entry:
+                continue  # replaced or removed since it was queued
+            if entry.ref:
+                entry.ref = False
+                clock.append(entry)
+                continue
+            del shelf[entry.fkey]
+            self._forget(entry)
+            self.evictions += 1
+
+    def _compact(self) -> None:
+        live = [e for e in self._clock if e.shelf.get(e.fkey) is e]
+        self._clock = deque(dict.fromkeys(live))
+
+    # -- the Tier protocol, for direct string keys --------------------------------------
+
+    def get(self, key: str) -> Entry | Any:
+        entry = self._generic.get(key)
+        return MISS if entry is None else entry
+
+    def set(self, key: str, entry: Entry, expire: float | None = None) -> None:
+        self.put(self._generic, key, entry)
+
+    def delete(self, key: str) -> bool:
+        return self.discard(self._generic, key)
+
+    def clear(self) -> None:
+        with self._lock:
+            for shelf in self._shelves.values():
+                shelf.clear()
+            self._clock.clear()
+            self._sizes.clear()
+            self._count = 0
+            self._bytes = 0
+
+    def close(self) -> None:
+        pass
+
+    def __len__(self) -> int:
+        return self._count
+
+    @property
+    def bytes(self) -> int:
+        """Estimated bytes held (tracked only when ``max_bytes`` is set, else 0)."""
+        return self._bytes
+
+    def __repr__(self) -> str:
+        return (
+            f"MemoryTier(max_entries={self.max_entries}, max_bytes={self.max_bytes}, entries={self._count})"
+        )
