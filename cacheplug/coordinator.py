@@ -92,6 +92,7 @@ class Binding:
 
     __slots__ = (
         "base_tags",
+        "base_tags_fn",
         "cache",
         "fa_tag",
         "fn_tag",
@@ -109,6 +110,7 @@ class Binding:
         self.ident = ident
         self.shelf = shelf
         self.base_tags = base_tags
+        self.base_tags_fn = lambda: base_tags
         self.fn_tag = inv.fn_tag(cache.namespace, ident)
         self.fa_tag = inv.fn_any_tag(cache.namespace, ident)
         self.hits = Tally()
@@ -117,9 +119,13 @@ class Binding:
 
 
 class Pending:
-    """A computation in flight: what it needs to be stored when it finishes."""
+    """A computation in flight: what it needs to be stored when it finishes.
 
-    __slots__ = ("binding", "bucket", "fkey", "seq0", "skey", "t0", "tags", "token", "ttl")
+    Creating it snapshots nothing but the epoch (``seq0``) and starts capturing the cached
+    reads the computation makes (a context variable, so threads and tasks stay apart).
+    """
+
+    __slots__ = ("binding", "bucket", "fkey", "seq0", "skey", "start", "tags", "token", "ttl")
 
     def __init__(
         self,
@@ -129,7 +135,6 @@ class Pending:
         tags: tuple[str, ...],
         ttl: float | None,
         seq0: int,
-        t0: float,
     ) -> None:
         self.binding = binding
         self.fkey = fkey
@@ -137,8 +142,9 @@ class Pending:
         self.tags = tags
         self.ttl = ttl
         self.seq0 = seq0
-        self.t0 = t0
-        self.bucket, self.token = inv.capture_begin()
+        self.bucket: list[Any] = []
+        self.token = inv.CAPTURE.set(self.bucket)
+        self.start = time.perf_counter()
 
 
 class Cache:
@@ -251,7 +257,7 @@ class Cache:
     def _as_skey(self, key: str) -> str:
         return (
             key
-            if key.startswith(self._prefix) and key[len(self._prefix) :][:3] in ("fn:", "k:")
+            if key.startswith(self._prefix) and key[len(self._prefix) :].startswith(("fn:", "k:"))
             else self.user_key(key)
         )
 
@@ -380,32 +386,29 @@ class Cache:
         ttl: float | None,
     ) -> Pending:
         """Start a computation: snapshot the epoch and start capturing what it reads."""
-        return Pending(binding, fkey, skey, tags, ttl, self.epoch[0], self.clock())
+        return Pending(binding, fkey, skey, tags, ttl, self.epoch[0])
 
-    def finish(
-        self, pending: Pending, value: Any, store: bool, skey_fn: Callable[[], str], cost: float
-    ) -> Entry:
+    def finish(self, pending: Pending, value: Any, store: bool, skey_fn: Callable[[], str]) -> Entry:
         """End a computation: store its value if allowed and still fresh; report it upward."""
-        inv.capture_end(pending.token)
-        binding = pending.binding
-        captured: dict[str, None] = dict.fromkeys(pending.tags)
-        for read in pending.bucket:
-            captured.update(dict.fromkeys(read.cache.entry_tags(read.entry)))
-        tags = tuple(captured)
+        cost = time.perf_counter() - pending.start
+        inv.CAPTURE.reset(pending.token)
+        bucket = pending.bucket
+        if bucket:
+            captured: dict[str, None] = dict.fromkeys(pending.tags)
+            for read in bucket:
+                captured.update(dict.fromkeys(read.cache.entry_tags(read.entry)))
+            tags = tuple(captured)
+        else:
+            tags = pending.tags  # shared by every entry of the function: no allocation
         now = self.clock()
         ttl = pending.ttl if pending.ttl is not None else self.default_ttl
-        entry = Entry(
-            value,
-            created=now,
-            expires=None if ttl is None else now + ttl,
-            seq=pending.seq0,
-            tags=tags,
-            cost=cost,
-            skey=pending.skey,
-        )
+        entry = Entry(value, now, None if ttl is None else now + ttl, pending.seq0, tags, cost, pending.skey)
         if store and ttl != 0:
-            self._store(binding, pending.fkey, skey_fn, entry, pending.t0, now)
-        if inv.CAPTURING[0] and inv.CAPTURE.get() is not None:
+            if self._chain is None:
+                self._store_direct(pending.binding, pending.fkey, skey_fn, entry, now - cost, now)
+            else:
+                self._store(pending.binding, pending.fkey, skey_fn, entry, now - cost, now)
+        if inv.CAPTURE.get() is not None:
             if entry.skey is None:
                 entry.skey = skey_fn()
             inv.note(_Read(self, entry))
@@ -442,24 +445,27 @@ class Cache:
         t0: float,
         now: float,
     ) -> None:
-        try:
-            current = self.versions.sync()
-        except Exception as exc:
-            self._fault("versions", "sync", exc)
-            return
-        mirror = self.versions.mirror
         seq0 = entry.seq
         skey = entry.skey
         if skey is None and (self._lower or self.versions.keyed):
             skey = entry.skey = skey_fn()
-        if (
-            seq0 < self.versions.floor()
-            or not fresh(mirror, entry.tags, seq0)
-            or (skey is not None and mirror.get(inv.key_tag(skey), 0) > seq0)
-        ):
-            self.stale_sets.add()
-            return
-        entry.seq = current
+        if self.epoch[0] != seq0:
+            # Something was invalidated while this computed: store only if none of it
+            # touched what the value was computed from (the no-stale-set check).
+            try:
+                current = self.versions.sync()
+            except Exception as exc:
+                self._fault("versions", "sync", exc)
+                return
+            mirror = self.versions.mirror
+            if (
+                seq0 < self.versions.floor()
+                or not fresh(mirror, entry.tags, seq0)
+                or (skey is not None and mirror.get(inv.key_tag(skey), 0) > seq0)
+            ):
+                self.stale_sets.add()
+                return
+            entry.seq = current
         shelf = binding.shelf
         if self.memory is not None and isinstance(shelf, Shelf):
             existing = shelf.get(fkey)
@@ -502,19 +508,28 @@ class Cache:
         """Serve a call from the tiers or compute it (sync driver)."""
         entry = self.lookup(binding, fkey, skey_fn)
         if entry is not MISS:
-            binding.hits.add()
-            inv.note(_Read(self, entry))
-            hit: T = entry.value
-            return hit
+            return self._hit(binding, entry)  # type: ignore[no-any-return]
+        return self.fill(binding, fkey, skey_fn, func, tags_fn, ttl, keep)
+
+    def fill(
+        self,
+        binding: Binding,
+        fkey: Hashable,
+        skey_fn: Callable[[], str],
+        func: Callable[[], T],
+        tags_fn: Callable[[], tuple[str, ...]],
+        ttl: float | None,
+        keep: Callable[[Any], bool] | None = None,
+    ) -> T:
+        """Compute a call that missed and store the result (sync driver)."""
         binding.misses.add()
-        pending = self.begin(binding, fkey, None, tags_fn(), ttl)
-        start = time.perf_counter()
+        pending = Pending(binding, fkey, None, tags_fn(), ttl, self.epoch[0])
         try:
-            value: T = self._run_compute(binding, skey_fn, func)
+            value: T = func() if self._chain is None else self._run_compute(binding, skey_fn, func)
         except BaseException:
-            inv.capture_end(pending.token)
+            inv.CAPTURE.reset(pending.token)
             raise
-        self.finish(pending, value, keep is None or bool(keep(value)), skey_fn, time.perf_counter() - start)
+        self.finish(pending, value, keep is None or bool(keep(value)), skey_fn)
         return value
 
     async def acall(
@@ -527,23 +542,24 @@ class Cache:
         ttl: float | None,
         keep: Callable[[Any], bool] | None = None,
     ) -> T:
-        """Serve a call from the tiers or compute it (async driver; same steps, awaited)."""
+        """Serve a call from the tiers or compute it (async driver: the same steps, awaited)."""
         entry = self.lookup(binding, fkey, skey_fn)
         if entry is not MISS:
-            binding.hits.add()
-            inv.note(_Read(self, entry))
-            hit: T = entry.value
-            return hit
+            return self._hit(binding, entry)  # type: ignore[no-any-return]
         binding.misses.add()
-        pending = self.begin(binding, fkey, None, tags_fn(), ttl)
-        start = time.perf_counter()
+        pending = Pending(binding, fkey, None, tags_fn(), ttl, self.epoch[0])
         try:
             value: T = await self._run_compute(binding, skey_fn, func)
         except BaseException:
-            inv.capture_end(pending.token)
+            inv.CAPTURE.reset(pending.token)
             raise
-        self.finish(pending, value, keep is None or bool(keep(value)), skey_fn, time.perf_counter() - start)
+        self.finish(pending, value, keep is None or bool(keep(value)), skey_fn)
         return value
+
+    def _hit(self, binding: Binding, entry: Entry) -> Any:
+        binding.hits.add()
+        inv.note(_Read(self, entry))
+        return entry.value
 
     def _run_compute(self, binding: Binding, skey_fn: Callable[[], str], func: Callable[[], Any]) -> Any:
         if self._chain is None:
@@ -569,7 +585,7 @@ class Cache:
         seconds = _ttl_seconds(ttl, "ttl")
         tag_tuple = self._direct.base_tags + _check_tags(tags)
         pending = self.begin(self._direct, skey, skey, tag_tuple, seconds)
-        self.finish(pending, value, True, lambda: skey, 0.0)
+        self.finish(pending, value, True, lambda: skey)
 
     def get_or_compute(
         self, key: str, compute: Callable[[], T], ttl: Any = None, tags: Iterable[str] = ()

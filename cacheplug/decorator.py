@@ -35,7 +35,7 @@ R = TypeVar("R")
 
 _SERIAL = itertools.count(1)
 # The fast-path state when no cache is bound: its first item is never the current cache.
-_DISABLED: tuple[Any, ...] = (object(), {}, (0,), lambda: 0.0, lambda: 0)
+_DISABLED: tuple[Any, ...] = (object(), {}, (0,), lambda: 0.0, lambda: 0, None)
 
 
 class CacheInfo(NamedTuple):
@@ -142,6 +142,7 @@ class _Core:
         self.tags_callable: Callable[..., Iterable[str]] | None = None
         self._check_tags(tags)
         self.depends_on = self._check_deps(depends_on)
+        self.untagged = self.tags_callable is None and not self.tag_templates
         ident = f"{func.__module__}.{func.__qualname__}"
         self.ident = f"{namespace}:{ident}" if namespace else ident
         self.version = str(version) if version is not None else fingerprint(func)
@@ -218,7 +219,7 @@ class _Core:
     def binding(self, cache: Cache) -> Binding:
         binding = cache.binding(self.ident, self, self.dependency_tags(cache.namespace))
         if cache._chain is None and cache.memory is not None and cache.enabled:
-            self.state[0] = (cache, binding.shelf, cache.epoch, cache.clock, binding.hits.add)
+            self.state[0] = (cache, binding.shelf, cache.epoch, cache.clock, binding.hits.add, binding)
         else:
             self.state[0] = _DISABLED
         return binding
@@ -313,15 +314,18 @@ class _Core:
 
     def call_fast_miss(self, args: tuple[Any, ...], thunk: Callable[[], Any]) -> Any:
         """A fast-path call that missed memory: the argument tuple is already the key."""
-        cache = self.state[0][0]
-        binding = cache.binding(self.ident, self)
+        cache, binding = self.state[0][0], self.state[0][5]
         names, name = self.kept, self.name
-        return cache.call(
+        # The fast path already looked in memory; a memory-only cache has nowhere else to look.
+        serve = cache.fill if not cache._lower else cache.call
+        return serve(
             binding,
             args,
             lambda: cache.function_key(name, encode_call(names, args)),
             thunk,
-            lambda: self.tags(binding, dict(zip(names, args, strict=True)), args, {}),
+            binding.base_tags_fn
+            if self.untagged
+            else lambda: self.tags(binding, dict(zip(names, args, strict=True)), args, {}),
             self.ttl,
             self.cache_if,
         )
@@ -383,14 +387,14 @@ def _make_call(core: _Core) -> Callable[..., Any]:
     holder = core.holder
     state = core.state
     nparams = core.nparams
-    capturing = inv.CAPTURING
+    capturing = inv.CAPTURE.get
     call, miss, note_hit = core.call, core.call_fast_miss, core.note_hit
 
     if core.is_async:
 
         async def _async_call(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
             if not kwargs and len(args) == nparams and core.fast:
-                cache, shelf, epoch, clock, count_hit = state[0]
+                cache, shelf, epoch, clock, count_hit, _ = state[0]
                 if cache is holder[0]:
                     key = fast_key(args)
                     entry = shelf.get(key)
@@ -401,7 +405,7 @@ def _make_call(core: _Core) -> Callable[..., Any]:
                     ):
                         entry.ref = True
                         count_hit()
-                        if capturing[0]:
+                        if capturing() is not None:
                             note_hit(entry)
                         return entry.value
             return await core.acall(args, kwargs, lambda: func(*args, **kwargs))
@@ -420,7 +424,7 @@ def _make_call(core: _Core) -> Callable[..., Any]:
 
     def __fastcall__(self: Any, *args: Any, **kwargs: Any) -> Any:
         if not kwargs and len(args) == nparams:
-            cache, shelf, epoch, clock, count_hit = state[0]
+            cache, shelf, epoch, clock, count_hit, _ = state[0]
             if cache is holder[0]:
                 for arg in args:
                     kind = type(arg)
@@ -435,7 +439,7 @@ def _make_call(core: _Core) -> Callable[..., Any]:
                     ):
                         entry.ref = True
                         count_hit()
-                        if capturing[0]:
+                        if capturing() is not None:
                             note_hit(entry)
                         return entry.value
                     return miss(args, lambda: func(*args))
@@ -496,7 +500,7 @@ def _refresh(core: _Core, key_args: tuple[Any, ...], kwargs: dict[str, Any], thu
     except BaseException:
         inv.capture_end(pending.token)
         raise
-    cache.finish(pending, value, core.cache_if is None or bool(core.cache_if(value)), skey_fn, 0.0)
+    cache.finish(pending, value, core.cache_if is None or bool(core.cache_if(value)), skey_fn)
     return value
 
 
@@ -509,7 +513,7 @@ async def _arefresh(
     except BaseException:
         inv.capture_end(pending.token)
         raise
-    cache.finish(pending, value, core.cache_if is None or bool(core.cache_if(value)), skey_fn, 0.0)
+    cache.finish(pending, value, core.cache_if is None or bool(core.cache_if(value)), skey_fn)
     return value
 
 

@@ -60,7 +60,6 @@ class Entry:
     def __init__(
         self,
         value: Any,
-        *,
         created: float,
         expires: float | None,
         seq: int,
@@ -73,11 +72,18 @@ class Entry:
         self.expires = expires
         self.seq = seq
         self.tags = tags
-        self.cost = cost
+        # Compute time in whole milliseconds: small ints are shared objects in CPython, so
+        # recording it allocates nothing for computations under a quarter of a second.
+        self.cost = int(cost * 1000)
         self.skey = skey
         self.shelf: Any = None
         self.fkey: Any = None
         self.ref = False
+
+    @property
+    def cost_seconds(self) -> float:
+        """How long the value took to compute, in seconds (millisecond resolution)."""
+        return self.cost / 1000
 
     def remaining(self, now: float) -> float | None:
         """Seconds left before expiry (``None`` when the entry never expires)."""
@@ -85,15 +91,9 @@ class Entry:
 
     def copy_for(self, skey: str | None = None) -> Entry:
         """A detached copy (same payload) to place in another tier or shelf."""
-        return Entry(
-            self.value,
-            created=self.created,
-            expires=self.expires,
-            seq=self.seq,
-            tags=self.tags,
-            cost=self.cost,
-            skey=skey if skey is not None else self.skey,
-        )
+        copy = Entry(self.value, self.created, self.expires, self.seq, self.tags, 0.0, skey or self.skey)
+        copy.cost = self.cost
+        return copy
 
     def __repr__(self) -> str:
         return f"Entry(value={self.value!r}, expires={self.expires!r}, seq={self.seq}, tags={self.tags!r})"
@@ -119,4 +119,6 @@ def loads(data: bytes, skey: str | None = None) -> Entry:
         raise SerializationError(f"stored entry cannot be read back: {exc!r}") from exc
     if fmt != FORMAT:
         raise SerializationError(f"stored entry has format {fmt!r}, this release reads {FORMAT}")
-    return Entry(value, created=created, expires=expires, seq=seq, tags=tags, cost=cost, skey=skey)
+    entry = Entry(value, created, expires, seq, tags, 0.0, skey)
+    entry.cost = cost
+    return entry

@@ -26,7 +26,6 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import string
-import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -159,31 +158,22 @@ def write_tags(entity: str, id: Any, rules: Iterable[InvalidationRule]) -> list[
 # -- dependency capture -----------------------------------------------------------------
 
 CAPTURE: contextvars.ContextVar[list[Any] | None] = contextvars.ContextVar("cacheplug_capture", default=None)
-# How many computations are capturing right now, in any thread: the hit path reads this
-# plain int and looks at the context variable only when it is non-zero.
-CAPTURING = [0]
-_CAPTURING_LOCK = threading.Lock()
 
 
 def capture_begin() -> tuple[list[Any], contextvars.Token[list[Any] | None]]:
     bucket: list[Any] = []
-    with _CAPTURING_LOCK:
-        CAPTURING[0] += 1
     return bucket, CAPTURE.set(bucket)
 
 
 def capture_end(token: contextvars.Token[list[Any] | None]) -> None:
     CAPTURE.reset(token)
-    with _CAPTURING_LOCK:
-        CAPTURING[0] -= 1
 
 
 def note(entry: Any) -> None:
     """Record ``entry`` as read by the computation running in this context, if any."""
-    if CAPTURING[0]:
-        bucket = CAPTURE.get()
-        if bucket is not None:
-            bucket.append(entry)
+    bucket = CAPTURE.get()
+    if bucket is not None:
+        bucket.append(entry)
 
 
 # -- batches ----------------------------------------------------------------------------

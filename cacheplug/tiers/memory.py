@@ -3,9 +3,10 @@
 Entries live in *shelves*, one plain ``dict`` per (cache namespace, function), so that a
 function's fast path looks its arguments up directly and ``cache_clear()`` drops one shelf.
 
-Thread safety: a read is one ``dict.get``, atomic under the GIL (and internally locked on
-free-threaded builds), so hits take no lock. Writes, deletes and eviction take the tier's
-lock.
+Thread safety: a read is one ``dict.get`` and a store one dict assignment plus one
+``deque.append``, each atomic under the GIL (and internally locked on free-threaded builds),
+so neither takes a lock. Eviction, deletes and byte accounting (``max_bytes``) take the
+tier's lock; removals that race a store never drop the newer entry.
 
 Eviction is LRU approximated by the CLOCK (second chance) algorithm: a hit sets the entry's
 ``ref`` bit (one attribute store, no lock, no reordering); when the tier is over its bound,
@@ -75,8 +76,12 @@ class MemoryTier:
         self.max_entries = max_entries
         self.max_bytes = max_bytes
         self._shelves: dict[Hashable, Shelf] = {}
-        self._clock: deque[Entry] = deque()
-        self._count = 0
+        # Every stored entry is appended here; entries replaced or removed since are skipped
+        # when they reach the front. Eviction walks it from the front.
+        self._queue: deque[Entry] = deque()
+        # Appends allowed before the next maintenance pass: the entry count cannot exceed
+        # max_entries before the queue grows past this length.
+        self._room = max_entries
         self._bytes = 0
         self._sizes: dict[Entry, int] = {}
         self._lock = threading.Lock()
@@ -100,48 +105,60 @@ class MemoryTier:
         return iter(list(self._shelves.values()))
 
     def put(self, shelf: Shelf, fkey: Hashable, entry: Entry) -> None:
-        """Store ``entry`` under ``fkey`` in ``shelf`` and evict past the bounds."""
+        """Store ``entry`` under ``fkey`` in ``shelf`` and evict past the bounds.
+
+        Without ``max_bytes`` a store takes no lock: the dict assignment and the queue
+        append are each atomic, and the lock is taken only when the bound may be reached.
+        """
         entry.shelf = shelf
         entry.fkey = fkey
-        entry.ref = False
+        if self.max_bytes is not None:
+            self._put_sized(shelf, fkey, entry)
+            return
+        shelf[fkey] = entry
+        queue = self._queue
+        queue.append(entry)
+        if len(queue) > self._room:
+            with self._lock:
+                self._maintain()
+
+    def _put_sized(self, shelf: Shelf, fkey: Hashable, entry: Entry) -> None:
+        size = estimate_size(entry.value)
         with self._lock:
             old = shelf.get(fkey)
             shelf[fkey] = entry
-            if old is None:
-                self._count += 1
-            elif self.max_bytes is not None:
+            if old is not None:
                 self._bytes -= self._sizes.pop(old, 0)
-            if self.max_bytes is not None:
-                size = estimate_size(entry.value)
-                self._sizes[entry] = size
-                self._bytes += size
-            self._clock.append(entry)
-            if self._count > self.max_entries or (
-                self.max_bytes is not None and self._bytes > self.max_bytes
-            ):
-                self._evict()
-            if len(self._clock) > 2 * self._count + 1024:
-                self._compact()
+            self._sizes[entry] = size
+            self._bytes += size
+            self._queue.append(entry)
+            self._maintain()
+
+    def _remove(self, shelf: Shelf, fkey: Hashable, entry: Entry | None) -> Entry | None:
+        """Remove ``fkey`` if it holds ``entry`` (any entry when ``None``); return what went."""
+        current = shelf.pop(fkey, None)
+        if current is None:
+            return None
+        if entry is not None and current is not entry:
+            shelf.setdefault(fkey, current)  # a newer entry: put it back (unless newer still)
+            return None
+        if self.max_bytes is not None:
+            self._bytes -= self._sizes.pop(current, 0)
+        return current
 
     def discard(self, shelf: Shelf, fkey: Hashable, entry: Entry | None = None) -> bool:
         """Remove ``fkey`` from ``shelf`` (only if it still holds ``entry``, when given)."""
         with self._lock:
-            current = shelf.get(fkey)
-            if current is None or (entry is not None and current is not entry):
-                return False
-            del shelf[fkey]
-            self._forget(current)
-            return True
+            return self._remove(shelf, fkey, entry) is not None
 
     def drop(self, shelf: Shelf) -> int:
-        """Empty ``shelf`` in O(1) (its entries are reclaimed from the clock lazily)."""
+        """Empty ``shelf`` in O(1) (its entries are reclaimed from the queue lazily)."""
         with self._lock:
             count = len(shelf)
             if self.max_bytes is not None:
-                for entry in shelf.values():
+                for entry in list(shelf.values()):
                     self._bytes -= self._sizes.pop(entry, 0)
             shelf.clear()
-            self._count -= count
             return count
 
     def sweep(self, is_live: Callable[[Entry], bool]) -> int:
@@ -153,31 +170,34 @@ class MemoryTier:
                     removed += 1
         return removed
 
-    def _forget(self, entry: Entry) -> None:
-        self._count -= 1
-        if self.max_bytes is not None:
-            self._bytes -= self._sizes.pop(entry, 0)
+    def _over(self, live: int) -> bool:
+        return live > self.max_entries or (self.max_bytes is not None and self._bytes > self.max_bytes)
 
-    def _evict(self) -> None:
-        clock = self._clock
-        while clock and (
-            self._count > self.max_entries or (self.max_bytes is not None and self._bytes > self.max_bytes)
-        ):
-            entry = clock.popleft()
+    def _maintain(self) -> None:
+        """Evict past the bounds and drop dead queue items. Called with the lock held."""
+        queue = self._queue
+        live = sum(len(shelf) for shelf in list(self._shelves.values()))
+        budget = 2 * len(queue) + 16  # second chances are bounded: then evict regardless
+        while queue and self._over(live):
+            entry = queue.popleft()
             shelf = entry.shelf
             if shelf.get(entry.fkey) is not entry:
                 continue  # replaced or removed since it was queued
-            if entry.ref:
+            budget -= 1
+            if entry.ref and budget > 0:
                 entry.ref = False
-                clock.append(entry)
+                queue.append(entry)
                 continue
-            del shelf[entry.fkey]
-            self._forget(entry)
-            self.evictions += 1
-
-    def _compact(self) -> None:
-        live = [e for e in self._clock if e.shelf.get(e.fkey) is e]
-        self._clock = deque(dict.fromkeys(live))
+            if self._remove(shelf, entry.fkey, entry) is not None:
+                live -= 1
+                self.evictions += 1
+        if len(queue) > 2 * live + 1024:
+            # In place, so entries appended meanwhile by lock-free stores are kept.
+            for _ in range(len(queue)):
+                entry = queue.popleft()
+                if entry.shelf.get(entry.fkey) is entry:
+                    queue.append(entry)
+        self._room = len(queue) + max(0, self.max_entries - live)
 
     # -- the Tier protocol, for direct string keys --------------------------------------
 
@@ -195,16 +215,17 @@ class MemoryTier:
         with self._lock:
             for shelf in self._shelves.values():
                 shelf.clear()
-            self._clock.clear()
+            self._queue.clear()
             self._sizes.clear()
-            self._count = 0
             self._bytes = 0
+            self._room = self.max_entries
 
     def close(self) -> None:
         pass
 
     def __len__(self) -> int:
-        return self._count
+        """Live entries (O(number of shelves), i.e. of cached functions)."""
+        return sum(len(shelf) for shelf in list(self._shelves.values()))
 
     @property
     def bytes(self) -> int:
@@ -212,6 +233,4 @@ class MemoryTier:
         return self._bytes
 
     def __repr__(self) -> str:
-        return (
-            f"MemoryTier(max_entries={self.max_entries}, max_bytes={self.max_bytes}, entries={self._count})"
-        )
+        return f"MemoryTier(max_entries={self.max_entries}, max_bytes={self.max_bytes}, entries={len(self)})"
