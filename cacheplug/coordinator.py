@@ -388,7 +388,9 @@ class Cache:
         """Start a computation: snapshot the epoch and start capturing what it reads."""
         return Pending(binding, fkey, skey, tags, ttl, self.epoch[0])
 
-    def finish(self, pending: Pending, value: Any, store: bool, skey_fn: Callable[[], str]) -> Entry:
+    def finish(
+        self, pending: Pending, value: Any, store: bool, skey_fn: Callable[[], str], *, force: bool = False
+    ) -> Entry:
         """End a computation: store its value if allowed and still fresh; report it upward."""
         cost = time.perf_counter() - pending.start
         inv.CAPTURE.reset(pending.token)
@@ -405,9 +407,9 @@ class Cache:
         entry = Entry(value, now, None if ttl is None else now + ttl, pending.seq0, tags, cost, pending.skey)
         if store and ttl != 0:
             if self._chain is None:
-                self._store_direct(pending.binding, pending.fkey, skey_fn, entry, now - cost, now)
+                self._store_direct(pending.binding, pending.fkey, skey_fn, entry, force, now)
             else:
-                self._store(pending.binding, pending.fkey, skey_fn, entry, now - cost, now)
+                self._store(pending.binding, pending.fkey, skey_fn, entry, force, now)
         if inv.CAPTURE.get() is not None:
             if entry.skey is None:
                 entry.skey = skey_fn()
@@ -420,7 +422,7 @@ class Cache:
         fkey: Hashable,
         skey_fn: Callable[[], str],
         entry: Entry,
-        t0: float,
+        force: bool,
         now: float,
     ) -> None:
         if self._chain is not None:
@@ -430,11 +432,11 @@ class Cache:
                 skey,
                 binding.ident or None,
                 frozenset(entry.tags),
-                run=lambda: self._store_direct(binding, fkey, lambda: skey, entry, t0, now),
+                run=lambda: self._store_direct(binding, fkey, lambda: skey, entry, force, now),
             )
             self._chain(op)
         else:
-            self._store_direct(binding, fkey, skey_fn, entry, t0, now)
+            self._store_direct(binding, fkey, skey_fn, entry, force, now)
 
     def _store_direct(
         self,
@@ -442,7 +444,7 @@ class Cache:
         fkey: Hashable,
         skey_fn: Callable[[], str],
         entry: Entry,
-        t0: float,
+        force: bool,
         now: float,
     ) -> None:
         seq0 = entry.seq
@@ -469,7 +471,9 @@ class Cache:
         shelf = binding.shelf
         if self.memory is not None and isinstance(shelf, Shelf):
             existing = shelf.get(fkey)
-            if existing is None or existing.created < t0 or not self.live(existing, now):
+            # A fill never replaces a fresh entry stored meanwhile (the first writer wins, so
+            # a slow computation cannot overwrite a newer one); refresh() and set() do.
+            if force or existing is None or not self.live(existing, now):
                 # Memory entries derive their string key from the shelf when needed.
                 keep = entry.copy_for() if self._lower else entry
                 keep.skey = None
@@ -585,7 +589,7 @@ class Cache:
         seconds = _ttl_seconds(ttl, "ttl")
         tag_tuple = self._direct.base_tags + _check_tags(tags)
         pending = self.begin(self._direct, skey, skey, tag_tuple, seconds)
-        self.finish(pending, value, True, lambda: skey)
+        self.finish(pending, value, True, lambda: skey, force=True)
 
     def get_or_compute(
         self, key: str, compute: Callable[[], T], ttl: Any = None, tags: Iterable[str] = ()
@@ -715,8 +719,9 @@ class Cache:
             bucket[1].add(skey)
         else:
             self._apply_invalidation({binding.fa_tag}, {skey})
-        if self.memory is not None and isinstance(binding.shelf, Shelf):
-            self.memory.discard(binding.shelf, fkey)
+            # Inside batch() nothing is applied before the block exits, not even here.
+            if self.memory is not None and isinstance(binding.shelf, Shelf):
+                self.memory.discard(binding.shelf, fkey)
         return existed
 
     def sweep(self) -> int:

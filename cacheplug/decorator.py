@@ -316,8 +316,9 @@ class _Core:
         """A fast-path call that missed memory: the argument tuple is already the key."""
         cache, binding = self.state[0][0], self.state[0][5]
         names, name = self.kept, self.name
-        # The fast path already looked in memory; a memory-only cache has nowhere else to look.
-        serve = cache.fill if not cache._lower else cache.call
+        # The fast path already looked in memory; a memory-only cache has nowhere else to look
+        # unless an entry is there: the epoch moved, and it may still be fresh (recheck it).
+        serve = cache.fill if not cache._lower and binding.shelf.get(args) is None else cache.call
         return serve(
             binding,
             args,
@@ -500,7 +501,7 @@ def _refresh(core: _Core, key_args: tuple[Any, ...], kwargs: dict[str, Any], thu
     except BaseException:
         inv.capture_end(pending.token)
         raise
-    cache.finish(pending, value, core.cache_if is None or bool(core.cache_if(value)), skey_fn)
+    cache.finish(pending, value, core.cache_if is None or bool(core.cache_if(value)), skey_fn, force=True)
     return value
 
 
@@ -513,7 +514,7 @@ async def _arefresh(
     except BaseException:
         inv.capture_end(pending.token)
         raise
-    cache.finish(pending, value, core.cache_if is None or bool(core.cache_if(value)), skey_fn)
+    cache.finish(pending, value, core.cache_if is None or bool(core.cache_if(value)), skey_fn, force=True)
     return value
 
 

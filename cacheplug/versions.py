@@ -207,7 +207,9 @@ class HostVersions:
         try:
             with self._lock, self._locked():
                 seq = self.epoch[0] + 1
-                self._journal.set(seq, record, retry=True)
+                # No retry: diskcache retries a locked database forever, and an invalidation
+                # that cannot be recorded within the journal's timeout must fail closed.
+                self._journal.set(seq, record, retry=False)
                 self.epoch[0] = seq
                 if seq % _SNAPSHOT_EVERY == 0:
                     self._snapshot(seq)

@@ -75,20 +75,22 @@ class DiskTier:
             self.corrupt += 1
             log.warning("cacheplug: dropping unreadable disk entry %r: %s", key, exc)
             with contextlib.suppress(Exception):
-                self._dc.delete(key, retry=True)
+                self._dc.delete(key)
             return MISS
 
     def set(self, key: str, entry: Entry, expire: float | None = None) -> None:
         data = dumps(entry)
         if expire is not None and expire <= 0:
             return
-        self._dc.set(key, data, expire=expire, retry=True)
+        # No retry: diskcache would retry a locked database forever; past ``timeout`` the
+        # write raises and the coordinator counts a fault instead of blocking the call.
+        self._dc.set(key, data, expire=expire)
 
     def delete(self, key: str) -> bool:
-        return bool(self._dc.delete(key, retry=True))
+        return bool(self._dc.delete(key))
 
     def clear(self) -> None:
-        self._dc.clear(retry=True)
+        self._dc.clear()
 
     def keys(self) -> list[str]:
         """Every stored key. O(entries): for sweeps and tools, never for calls."""
