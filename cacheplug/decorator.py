@@ -391,24 +391,31 @@ def _make_call(core: _Core) -> Callable[..., Any]:
     capturing = inv.CAPTURE.get
     call, miss, note_hit = core.call, core.call_fast_miss, core.note_hit
 
+    def probe(args: tuple[Any, ...]) -> Any:
+        """The fresh memory entry for an all-fast-typed positional call, else ``None``."""
+        cache, shelf, epoch, clock, count_hit, _ = state[0]
+        if cache is not holder[0]:
+            return None
+        for arg in args:
+            kind = type(arg)
+            if kind is not int and kind is not str and kind is not bytes and arg is not None:
+                return None
+        entry = shelf.get(args)
+        if entry is not None and entry.seq == epoch[0] and (entry.expires is None or entry.expires > clock()):
+            entry.ref = True
+            count_hit()
+            if capturing() is not None:
+                note_hit(entry)
+            return entry
+        return None
+
     if core.is_async:
 
         async def _async_call(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
             if not kwargs and len(args) == nparams and core.fast:
-                cache, shelf, epoch, clock, count_hit, _ = state[0]
-                if cache is holder[0]:
-                    key = fast_key(args)
-                    entry = shelf.get(key)
-                    if (
-                        entry is not None
-                        and entry.seq == epoch[0]
-                        and (entry.expires is None or entry.expires > clock())
-                    ):
-                        entry.ref = True
-                        count_hit()
-                        if capturing() is not None:
-                            note_hit(entry)
-                        return entry.value
+                entry = probe(args)
+                if entry is not None:
+                    return entry.value
             return await core.acall(args, kwargs, lambda: func(*args, **kwargs))
 
         def __acall__(self: Any, *args: Any, **kwargs: Any) -> Any:
@@ -423,6 +430,8 @@ def _make_call(core: _Core) -> Callable[..., Any]:
 
         return __call__
 
+    # The sync fast path is probe() written inline: a call costs ~80 ns here, a third of a
+    # hit. Both are exercised by the same tests (sync and async twins of each hit case).
     def __fastcall__(self: Any, *args: Any, **kwargs: Any) -> Any:
         if not kwargs and len(args) == nparams:
             cache, shelf, epoch, clock, count_hit, _ = state[0]
