@@ -154,7 +154,9 @@ class Cache:
     says otherwise). ``default_ttl`` applies when a call gives no ttl (``None``: entries
     never expire). ``namespace`` separates caches sharing storage. ``clock`` (seconds,
     default ``time.time``) decides every expiry. ``middleware`` is composed once into the
-    chain around every operation. Use as a context manager to close it.
+    chain around every operation. ``debounce`` (seconds, off by default) coalesces bursts of
+    invalidations at the price of serving invalidated entries until the window closes (see
+    :class:`~cacheplug.invalidation.Debouncer`). Use as a context manager to close it.
     """
 
     def __init__(
@@ -166,6 +168,7 @@ class Cache:
         clock: Callable[[], float] | None = None,
         middleware: Sequence[Middleware] = (),
         enabled: bool = True,
+        debounce: float | None = None,
     ) -> None:
         if not isinstance(namespace, str) or "|" in namespace or "\x00" in namespace:
             raise ConfigurationError(f"Cache namespace must be a str without '|' or NUL, got {namespace!r}")
@@ -206,6 +209,7 @@ class Cache:
         self.unserializable = Tally()
         self.invalidations = Tally()
         self.closed = False
+        self._debouncer = None if debounce is None else inv.Debouncer(debounce, self._apply_invalidation)
         self._direct = self.binding("", None)
         _OPEN.add(self)
 
@@ -641,7 +645,14 @@ class Cache:
             bucket[0].update(tag_set)
             bucket[1].update(key_set)
             return
+        if self._debouncer is not None:
+            self._debouncer.add(tag_set, key_set)
+            return
         self._apply_invalidation(tag_set, key_set)
+
+    def flush_invalidations(self) -> bool:
+        """Apply debounced invalidations now (see ``Cache(debounce=...)``); True if any were pending."""
+        return self._debouncer.flush() if self._debouncer is not None else False
 
     async def ainvalidate(self, tags: Iterable[str] = (), keys: Iterable[str] = ()) -> None:
         """Async twin of :meth:`invalidate` (the recording is a short local write)."""
@@ -785,6 +796,8 @@ class Cache:
         """Close the tiers this cache created and leave the registry of open caches."""
         if self.closed:
             return
+        if self._debouncer is not None:
+            self._debouncer.flush()
         self.closed = True
         _OPEN.discard(self)
         if self._owns_tiers:

@@ -25,14 +25,18 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import logging
 import string
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from .errors import ConfigurationError
 
-__all__ = ["InvalidationRule", "batch"]
+__all__ = ["Debouncer", "InvalidationRule", "batch"]
+
+log = logging.getLogger("cacheplug")
 
 _SEPARATORS = frozenset(":/.|-_#@ ,;=")
 _FORMATTER = string.Formatter()
@@ -220,3 +224,65 @@ def pending_for(cache: Any) -> tuple[set[str], set[str]] | None:
     if bucket is None:
         bucket = pending[cache] = (set(), set())
     return bucket
+
+
+# -- debounce ---------------------------------------------------------------------------
+
+
+class Debouncer:
+    """Coalesces a burst of invalidations into one, applied ``window`` seconds after the first.
+
+    Opt-in (``Cache(debounce=...)``), because it trades correctness for write throughput:
+    until the window closes, the entries the burst invalidates are still served. Use it only
+    where readers may see data up to ``window`` seconds old after a write; ``flush()``
+    applies what is pending at once (``Cache.close()`` calls it). If applying fails in the
+    background, the invalidations are kept, logged, and retried at the next window.
+    """
+
+    def __init__(self, window: float, apply: Callable[[set[str], set[str]], None]) -> None:
+        if isinstance(window, bool) or not isinstance(window, (int, float)) or not window > 0:
+            raise ConfigurationError(f"debounce must be a number of seconds > 0, got {window!r}")
+        self.window = float(window)
+        self._apply = apply
+        self._tags: set[str] = set()
+        self._keys: set[str] = set()
+        self._lock = threading.Lock()
+        self._timer: threading.Timer | None = None
+
+    def add(self, tags: set[str], keys: set[str]) -> None:
+        with self._lock:
+            self._tags |= tags
+            self._keys |= keys
+            if self._timer is None:
+                self._timer = threading.Timer(self.window, self._flush_in_background)
+                self._timer.daemon = True
+                self._timer.start()
+
+    @property
+    def pending(self) -> bool:
+        return bool(self._tags or self._keys)
+
+    def flush(self) -> bool:
+        """Apply what is pending now; True if there was anything."""
+        with self._lock:
+            tags, keys = self._tags, self._keys
+            self._tags, self._keys = set(), set()
+            timer, self._timer = self._timer, None
+        if timer is not None:
+            timer.cancel()
+        if not tags and not keys:
+            return False
+        try:
+            self._apply(tags, keys)
+        except BaseException:
+            self.add(tags, keys)
+            raise
+        return True
+
+    def _flush_in_background(self) -> None:
+        with self._lock:
+            self._timer = None
+        try:
+            self.flush()
+        except Exception as exc:
+            log.error("cacheplug: debounced invalidation failed (%r); retrying in %.3fs", exc, self.window)
