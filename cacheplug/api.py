@@ -68,7 +68,8 @@ def invalidate(tags: Iterable[str] = (), keys: Iterable[str] = ()) -> None:
             cache._apply_invalidation(set(tags), set(), record=False)
             continue
         cache.invalidate(tags=tags, keys=keys)
-        recorded.add(id(cache.versions))
+        if not cache.debounced:
+            recorded.add(id(cache.versions))
 
 
 async def ainvalidate(tags: Iterable[str] = (), keys: Iterable[str] = ()) -> None:

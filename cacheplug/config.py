@@ -83,7 +83,8 @@ def _env_number(name: str, kind: type, minimum: float) -> Any:
         value = kind(raw)
     except ValueError:
         raise ConfigurationError(
-            f"{name}={raw!r} is not a {kind.__name__}; unset it or give e.g. {name}=300"
+            f"{name}={raw!r} is not {'an integer' if kind is int else 'a number'}; "
+            f"unset it or give e.g. {name}=300"
         ) from None
     if value < minimum:
         raise ConfigurationError(f"{name}={raw!r} must be >= {minimum}")

@@ -640,15 +640,28 @@ class Cache:
         key_set = {self._as_skey(k) for k in _check_keys(keys)}
         if not tag_set and not key_set:
             return
+        self._request(tag_set, key_set)
+
+    def _request(self, tags: builtins.set[str], keys: builtins.set[str]) -> bool:
+        """Apply an invalidation now, or hand it to the enclosing batch or the debouncer.
+
+        Returns True when it was applied now.
+        """
         bucket = inv.pending_for(self)
         if bucket is not None:
-            bucket[0].update(tag_set)
-            bucket[1].update(key_set)
-            return
+            bucket[0].update(tags)
+            bucket[1].update(keys)
+            return False
         if self._debouncer is not None:
-            self._debouncer.add(tag_set, key_set)
-            return
-        self._apply_invalidation(tag_set, key_set)
+            self._debouncer.add(tags, keys)
+            return False
+        self._apply_invalidation(tags, keys)
+        return True
+
+    @property
+    def debounced(self) -> bool:
+        """Whether invalidations of this cache wait for a debounce window."""
+        return self._debouncer is not None
 
     def flush_invalidations(self) -> bool:
         """Apply debounced invalidations now (see ``Cache(debounce=...)``); True if any were pending."""
@@ -709,30 +722,24 @@ class Cache:
 
     def clear(self) -> None:
         """Make every entry of this cache's namespace stale in every tier and process."""
-        self._apply_invalidation({self.ns_tag}, set())
-        if self.memory is not None:
+        if self._request({self.ns_tag}, set()) and self.memory is not None:
             for binding in list(self._bindings.values()):
                 if isinstance(binding.shelf, Shelf):
                     self.memory.drop(binding.shelf)
 
     def clear_binding(self, binding: Binding) -> None:
         """Drop every entry of one function in every tier and process (``cache_clear``)."""
-        self._apply_invalidation({binding.fn_tag, binding.fa_tag}, set())
-        if self.memory is not None and isinstance(binding.shelf, Shelf):
+        applied = self._request({binding.fn_tag, binding.fa_tag}, set())
+        if applied and self.memory is not None and isinstance(binding.shelf, Shelf):
             self.memory.drop(binding.shelf)
 
     def invalidate_call(self, binding: Binding, fkey: Hashable, skey: str) -> bool:
         """Invalidate one call's entry everywhere; True if a fresh one existed."""
         existed = self.peek(binding, fkey, skey) is not MISS
-        bucket = inv.pending_for(self)
-        if bucket is not None:
-            bucket[0].add(binding.fa_tag)
-            bucket[1].add(skey)
-        else:
-            self._apply_invalidation({binding.fa_tag}, {skey})
-            # Inside batch() nothing is applied before the block exits, not even here.
-            if self.memory is not None and isinstance(binding.shelf, Shelf):
-                self.memory.discard(binding.shelf, fkey)
+        # Inside batch() (or a debounce window) nothing is applied before it closes.
+        applied = self._request({binding.fa_tag}, {skey})
+        if applied and self.memory is not None and isinstance(binding.shelf, Shelf):
+            self.memory.discard(binding.shelf, fkey)
         return existed
 
     def sweep(self) -> int:
