@@ -236,6 +236,8 @@ class CacheKeys:
 
     def make(self, *parts: object) -> str:
         """Join ``parts`` under this namespace, escaping separators inside parts."""
+        if not parts:
+            raise ValueError("CacheKeys.make() needs at least one part, e.g. keys.make('invoice', 42)")
         return self._prefix + self.sep.join(self._escape(p) for p in parts)
 
     def child(self, name: str) -> CacheKeys:

@@ -1,0 +1,191 @@
+"""Shared fixtures: a fake clock, temp directories, ready-made caches and a Redis server.
+
+Every test runs with ``CACHEPLUG_DIR`` pointing at a fresh temp directory, the other
+``CACHEPLUG_*`` settings unset, no default cache built and no global write rules, so no
+test sees another's state (or the user's real cache directory).
+"""
+
+from __future__ import annotations
+
+import os
+import selectors
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import cacheplug.api
+import cacheplug.config
+from cacheplug import Cache, DiskTier, MemoryTier
+from cacheplug.coordinator import open_caches
+
+_CONFIG_VARS = (
+    "CACHEPLUG_DEFAULT_TTL",
+    "CACHEPLUG_MAX_ENTRIES",
+    "CACHEPLUG_TIERS",
+    "CACHEPLUG_ENABLED",
+)
+
+
+class FakeClock:
+    """A clock for TTL tests: ``clock()`` returns seconds, ``clock.advance(s)`` moves it."""
+
+    def __init__(self, start: float = 1_700_000_000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+    def __repr__(self) -> str:
+        return f"FakeClock({self.now})"
+
+
+def _reset_default_cache() -> None:
+    current = cacheplug.config.CURRENT[0]
+    cacheplug.config.CURRENT[0] = None
+    if current is not None:
+        current.close()
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cacheplug(
+    monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[None]:
+    """Point CACHEPLUG_DIR at a temp dir, reset the default cache and global rules around each test."""
+    for name in _CONFIG_VARS:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("CACHEPLUG_DIR", str(tmp_path_factory.mktemp("cacheplug-default")))
+    _reset_default_cache()
+    cacheplug.api.clear_rules()
+    yield
+    _reset_default_cache()
+    cacheplug.api.clear_rules()
+    # Caches a test left open would otherwise receive module-level invalidations of later tests.
+    for cache in open_caches():
+        cache.close()
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def disk_dir(tmp_path: Path) -> Path:
+    path = tmp_path / "disk"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def memory_cache(clock: FakeClock) -> Iterator[Cache]:
+    cache = Cache([MemoryTier()], clock=clock)
+    yield cache
+    cache.close()
+
+
+@pytest.fixture
+def tiered_cache(clock: FakeClock, disk_dir: Path) -> Iterator[Cache]:
+    disk = DiskTier(disk_dir)
+    cache = Cache([MemoryTier(), disk], clock=clock)
+    yield cache
+    cache.close()
+    disk.close()
+
+
+# -- services --------------------------------------------------------------------------------
+
+
+def _service_unavailable(reason: str) -> None:
+    if os.environ.get("CACHEPLUG_REQUIRE_SERVICES") == "1":
+        pytest.fail(f"{reason} (CACHEPLUG_REQUIRE_SERVICES=1 makes this a failure, not a skip)")
+    pytest.skip(reason)
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _wait_ready(proc: subprocess.Popen[bytes], deadline: float) -> str:
+    """Read redis-server's log until it accepts connections; return the log read so far."""
+    assert proc.stdout is not None
+    seen = b""
+    with selectors.DefaultSelector() as sel:
+        sel.register(proc.stdout, selectors.EVENT_READ)
+        while b"Ready to accept connections" not in seen:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not sel.select(remaining):
+                raise TimeoutError("redis-server did not become ready in time")
+            chunk = os.read(proc.stdout.fileno(), 65536)
+            if not chunk:
+                raise RuntimeError("redis-server exited during startup")
+            seen += chunk
+    return seen.decode(errors="replace")
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A Redis URL: CACHEPLUG_TEST_REDIS_URL, else a throwaway local redis-server, else skip.
+
+    With ``CACHEPLUG_REQUIRE_SERVICES=1`` a missing server fails the test instead of skipping it.
+    """
+    given = os.environ.get("CACHEPLUG_TEST_REDIS_URL")
+    if given:
+        yield given
+        return
+    server = shutil.which("redis-server")
+    if server is None:
+        _service_unavailable("no Redis: set CACHEPLUG_TEST_REDIS_URL or install redis-server")
+    assert server is not None
+    workdir = tmp_path_factory.mktemp("redis")
+    port = _free_port()
+    proc = subprocess.Popen(
+        [
+            server,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(workdir),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    drain: threading.Thread | None = None
+    try:
+        try:
+            _wait_ready(proc, time.monotonic() + 15)
+        except (TimeoutError, RuntimeError) as exc:
+            _service_unavailable(f"could not start redis-server on port {port}: {exc}")
+        # Keep draining the server's log so a full pipe can never block it.
+        assert proc.stdout is not None
+        drain = threading.Thread(target=proc.stdout.read, daemon=True)
+        drain.start()
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+        if drain is not None:
+            drain.join(timeout=10)
+        if proc.stdout is not None:
+            proc.stdout.close()

@@ -1,0 +1,30 @@
+"""mypy must reject this file, with exactly the errors marked ``# expect: <code>``."""
+
+from __future__ import annotations
+
+from cacheplug import cached
+
+
+@cached
+def add(a: int, b: str = "x") -> list[str]:
+    return [b] * a
+
+
+@cached(ttl=5)
+async def fetch(user_id: int) -> tuple[int, str]:
+    return user_id, "name"
+
+
+add("one")  # expect: arg-type
+add(1, 2)  # expect: arg-type
+add(1, c="z")  # expect: call-arg
+total: int = add(1)  # expect: assignment
+add(1).upper()  # expect: attr-defined
+add.invalidate("one")  # expect: arg-type
+add.cache_key(1, b=2)  # expect: arg-type
+pending = fetch("one")  # expect: arg-type
+
+
+async def main() -> None:
+    name: int = (await fetch(1))[1]  # expect: assignment
+    value: tuple[int, str] = fetch(1)  # expect: assignment
