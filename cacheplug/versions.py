@@ -153,7 +153,7 @@ class HostVersions:
 
     def _reload(self) -> None:
         """Rebuild the mirror from the snapshot and the journal after it."""
-        snap = self._journal.get(_SNAPSHOT_KEY, retry=True)
+        snap = self._journal.get(_SNAPSHOT_KEY, retry=False)
         base, versions = snap if snap is not None else (0, {})
         self.mirror = dict(versions)
         self.keyed = any(t.startswith("\x00k:") for t in self.mirror)
@@ -163,9 +163,9 @@ class HostVersions:
     def _replay(self, upto: int) -> None:
         get = self._journal.get
         for seq in range(self._seen + 1, upto + 1):
-            tags = get(seq, retry=True)
+            tags = get(seq, retry=False)
             if tags is None:
-                snap = get(_SNAPSHOT_KEY, retry=True)
+                snap = get(_SNAPSHOT_KEY, retry=False)
                 if snap is None or snap[0] < seq:
                     # A record below the epoch is missing and no snapshot covers it:
                     # the journal was lost. Treat every tag as invalidated now.
@@ -226,10 +226,10 @@ class HostVersions:
 
     def _snapshot(self, seq: int) -> None:
         self._replay(seq)
-        self._journal.set(_SNAPSHOT_KEY, (seq, dict(self.mirror)), retry=True)
-        with self._journal.transact(retry=True):
+        self._journal.set(_SNAPSHOT_KEY, (seq, dict(self.mirror)), retry=False)
+        with self._journal.transact(retry=False):
             for old in range(max(1, seq - 2 * _SNAPSHOT_EVERY + 1), seq - _SNAPSHOT_EVERY + 1):
-                self._journal.delete(old, retry=True)
+                self._journal.delete(old, retry=False)
 
     def close(self) -> None:
         with contextlib.suppress(Exception):
