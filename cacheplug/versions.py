@@ -221,7 +221,8 @@ class HostVersions:
                 f"{self.directory}: {exc!r}; other processes may still serve the old values — "
                 f"free disk space or fix permissions, then invalidate again"
             ) from exc
-        self.sync()
+        with contextlib.suppress(Exception):  # recorded; catching up can wait for a read
+            self.sync()
         return seq
 
     def _snapshot(self, seq: int) -> None:
