@@ -203,6 +203,10 @@ def configure(cache: Any = None, **settings: Any) -> Any:
     new = cache if cache is not None else _build(**settings)
     with _LOCK:
         old, CURRENT[0] = CURRENT[0], new
-    if old is not None and old is not new and getattr(old, "_owns_tiers", False):
-        old.close()
+    if old is not None and old is not new:
+        from .coordinator import notify_unbind
+
+        notify_unbind(old)
+        if getattr(old, "_owns_tiers", False):
+            old.close()
     return new

@@ -44,6 +44,19 @@ _OPEN: weakref.WeakSet[Cache] = weakref.WeakSet()
 _EMPTY_SHELF: dict[Any, Any] = {}
 
 
+_UNBIND_HOOKS: list[Callable[[Cache | None], None]] = []
+
+
+def on_unbind(hook: Callable[[Cache | None], None]) -> None:
+    """Call ``hook(cache)`` when ``cache`` stops serving fast paths (closed, swapped, disabled)."""
+    _UNBIND_HOOKS.append(hook)
+
+
+def notify_unbind(cache: Cache | None) -> None:
+    for hook in _UNBIND_HOOKS:
+        hook(cache)
+
+
 def open_caches() -> list[Cache]:
     """Every open :class:`Cache` of this process."""
     return [c for c in list(_OPEN) if not c.closed]
@@ -142,8 +155,7 @@ class Pending:
         self.tags = tags
         self.ttl = ttl
         self.seq0 = seq0
-        self.bucket: list[Any] = []
-        self.token = inv.CAPTURE.set(self.bucket)
+        self.bucket, self.token = inv.capture_begin()
         self.start = time.perf_counter()
 
 
@@ -192,7 +204,7 @@ class Cache:
         self.namespace = namespace
         self.clock: Callable[[], float] = clock if clock is not None else time.time
         self._real_clock = clock is None or clock is time.time
-        self.enabled = enabled
+        self._enabled = enabled
         self.middleware = tuple(middleware)
         self._chain = compose(self.middleware)
         self.versions: Versions = self._pick_versions()
@@ -212,6 +224,16 @@ class Cache:
         self._debouncer = None if debounce is None else inv.Debouncer(debounce, self._apply_invalidation)
         self._direct = self.binding("", None)
         _OPEN.add(self)
+
+    @property
+    def enabled(self) -> bool:
+        """False makes every ``@cached`` call on this cache a pass-through (invalidations still apply)."""
+        return self._enabled
+
+    @enabled.setter
+    def enabled(self, value: bool) -> None:
+        self._enabled = bool(value)
+        notify_unbind(self)
 
     def _pick_versions(self) -> Versions:
         for tier in self._lower:
@@ -293,14 +315,15 @@ class Cache:
         entry.seq = current
         return True
 
-    @staticmethod
-    def _entry_skey(entry: Entry) -> str | None:
+    def _entry_skey(self, entry: Entry) -> str | None:
         if entry.skey is not None:
             return entry.skey
         fkey = entry.fkey
         if isinstance(fkey, str):
             return fkey
-        skey_of = getattr(entry.shelf, "meta", None)
+        if self.memory is None or entry.shelf is None:
+            return None
+        skey_of = self.memory.meta_of(entry.shelf)
         return skey_of(fkey) if skey_of is not None else None
 
     def entry_tags(self, entry: Entry) -> tuple[str, ...]:
@@ -332,7 +355,7 @@ class Cache:
             if self.live(entry, now):
                 entry.ref = True
                 return entry
-            if self.memory is not None and isinstance(shelf, Shelf):
+            if self.memory is not None and shelf is not _EMPTY_SHELF:
                 self.memory.discard(shelf, fkey, entry)
         if not self._lower:
             return MISS
@@ -366,7 +389,7 @@ class Cache:
         now: float,
         above: Sequence[Tier],
     ) -> None:
-        if self.memory is not None and isinstance(binding.shelf, Shelf):
+        if self.memory is not None and binding.shelf is not _EMPTY_SHELF:
             self.memory.put(binding.shelf, fkey, entry.copy_for(skey))
         for tier in above:
             try:
@@ -397,7 +420,7 @@ class Cache:
     ) -> Entry:
         """End a computation: store its value if allowed and still fresh; report it upward."""
         cost = time.perf_counter() - pending.start
-        inv.CAPTURE.reset(pending.token)
+        inv.capture_end(pending.token)
         bucket = pending.bucket
         if bucket:
             captured: dict[str, None] = dict.fromkeys(pending.tags)
@@ -414,7 +437,7 @@ class Cache:
                 self._store_direct(pending.binding, pending.fkey, skey_fn, entry, force, now)
             else:
                 self._store(pending.binding, pending.fkey, skey_fn, entry, force, now)
-        if inv.CAPTURE.get() is not None:
+        if inv.ACTIVE and inv.CAPTURE.get() is not None:
             if entry.skey is None:
                 entry.skey = skey_fn()
             inv.note(_Read(self, entry))
@@ -473,7 +496,7 @@ class Cache:
                 return
             entry.seq = current
         shelf = binding.shelf
-        if self.memory is not None and isinstance(shelf, Shelf):
+        if self.memory is not None and shelf is not _EMPTY_SHELF:
             existing = shelf.get(fkey)
             # A fill never replaces a fresh entry stored meanwhile (the first writer wins, so
             # a slow computation cannot overwrite a newer one); refresh() and set() do.
@@ -535,7 +558,7 @@ class Cache:
         try:
             value: T = func() if self._chain is None else self._run_compute(binding, skey_fn, func)
         except BaseException:
-            inv.CAPTURE.reset(pending.token)
+            inv.capture_end(pending.token)
             raise
         self.finish(pending, value, keep is None or bool(keep(value)), skey_fn)
         return value
@@ -559,7 +582,7 @@ class Cache:
         try:
             value: T = await self._run_compute(binding, skey_fn, func)
         except BaseException:
-            inv.CAPTURE.reset(pending.token)
+            inv.capture_end(pending.token)
             raise
         self.finish(pending, value, keep is None or bool(keep(value)), skey_fn)
         return value
@@ -694,7 +717,7 @@ class Cache:
         self.invalidations.add()
         for skey in keys:
             if self.memory is not None:
-                self.memory.discard(self._direct.shelf, skey)  # type: ignore[arg-type]
+                self.memory.discard(self._direct.shelf, skey)
             for tier in self._lower:
                 try:
                     tier.delete(skey)
@@ -724,13 +747,13 @@ class Cache:
         """Make every entry of this cache's namespace stale in every tier and process."""
         if self._request({self.ns_tag}, set()) and self.memory is not None:
             for binding in list(self._bindings.values()):
-                if isinstance(binding.shelf, Shelf):
+                if binding.shelf is not _EMPTY_SHELF:
                     self.memory.drop(binding.shelf)
 
     def clear_binding(self, binding: Binding) -> None:
         """Drop every entry of one function in every tier and process (``cache_clear``)."""
         applied = self._request({binding.fn_tag, binding.fa_tag}, set())
-        if applied and self.memory is not None and isinstance(binding.shelf, Shelf):
+        if applied and self.memory is not None and binding.shelf is not _EMPTY_SHELF:
             self.memory.drop(binding.shelf)
 
     def invalidate_call(self, binding: Binding, fkey: Hashable, skey: str) -> bool:
@@ -738,7 +761,7 @@ class Cache:
         existed = self.peek(binding, fkey, skey) is not MISS
         # Inside batch() (or a debounce window) nothing is applied before it closes.
         applied = self._request({binding.fa_tag}, {skey})
-        if applied and self.memory is not None and isinstance(binding.shelf, Shelf):
+        if applied and self.memory is not None and binding.shelf is not _EMPTY_SHELF:
             self.memory.discard(binding.shelf, fkey)
         return existed
 
@@ -807,6 +830,7 @@ class Cache:
             self._debouncer.flush()
         self.closed = True
         _OPEN.discard(self)
+        notify_unbind(self)
         if self._owns_tiers:
             for tier in self.tiers:
                 with contextlib.suppress(Exception):

@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy as _copy
 import inspect
 import itertools
+import weakref
 from collections.abc import Callable, Hashable, Iterable
 from typing import Any, NamedTuple, ParamSpec, TypeVar, overload
 
@@ -24,7 +25,7 @@ import wrapt
 
 from . import config
 from . import invalidation as inv
-from .coordinator import Binding, Cache, _Read, _ttl_seconds
+from .coordinator import Binding, Cache, _Read, _ttl_seconds, on_unbind
 from .errors import ConfigurationError
 from .keys import _FALSE, _FLOAT, _TRUE, encode, encode_call, fast_key, fingerprint
 
@@ -34,8 +35,33 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 _SERIAL = itertools.count(1)
-# The fast-path state when no cache is bound: its first item is never the current cache.
-_DISABLED: tuple[Any, ...] = (object(), {}, (0,), lambda: 0.0, lambda: 0, None)
+_EMPTY: dict[Any, Any] = {}
+_NO_EPOCH = (-1,)
+_FAST_TYPES = frozenset({int, str, bytes, type(None)})
+_CORES: weakref.WeakSet[_Core] = weakref.WeakSet()
+
+
+def _zero() -> float:
+    return 0.0
+
+
+def _nothing() -> int:
+    return 0
+
+
+def _no_rebind(*_: Any) -> None:
+    pass
+
+
+def _unbind_from(cache: Cache | None) -> None:
+    """Unbind every function's fast path from ``cache`` (``None``: from every cache)."""
+    for core in list(_CORES):
+        bound = core.bound
+        if bound is not None and (cache is None or bound[0] is cache):
+            core.unbind()
+
+
+on_unbind(_unbind_from)
 
 
 class CacheInfo(NamedTuple):
@@ -158,8 +184,10 @@ class _Core:
             and self.kind == "function"
             and all(p.kind is p.POSITIONAL_OR_KEYWORD for p in params.values())
         )
-        # (cache, shelf, epoch, clock, count_hit) of the cache last used; swapped whole.
-        self.state: list[tuple[Any, ...]] = [_DISABLED]
+        # The cache and binding the fast path serves from (None: take the general path).
+        self.bound: tuple[Cache, Binding] | None = None
+        self.rebind: Callable[..., None] = _no_rebind
+        _CORES.add(self)
 
     # -- decoration-time checks ----------------------------------------------------------
 
@@ -218,11 +246,19 @@ class _Core:
 
     def binding(self, cache: Cache) -> Binding:
         binding = cache.binding(self.ident, self, self.dependency_tags(cache.namespace))
-        if cache._chain is None and cache.memory is not None and cache.enabled:
-            self.state[0] = (cache, binding.shelf, cache.epoch, cache.clock, binding.hits.add, binding)
-        else:
-            self.state[0] = _DISABLED
+        bound = self.bound
+        if bound is None or bound[0] is not cache:
+            if cache._chain is None and cache.enabled and not cache.closed:
+                self.bound = (cache, binding)
+                self.rebind(binding.shelf, cache.epoch, cache.clock, binding.hits.add)
+            else:
+                self.unbind()
         return binding
+
+    def unbind(self) -> None:
+        """Send every call through the general path until the next one binds again."""
+        self.bound = None
+        self.rebind(_EMPTY, _NO_EPOCH, _zero, _nothing)
 
     def skey_of_fkey(self, prefix: str) -> Callable[[Hashable], str]:
         head = f"{prefix}fn:{self.name}("
@@ -312,9 +348,26 @@ class _Core:
         value = cache.call(binding, fkey, skey_fn, thunk, tags_fn, self.ttl, self.cache_if)
         return _copy.deepcopy(value) if self.copy else value
 
+    # Thunk-building entry points for the generated fast path: a lambda inside the generated
+    # __call__ would turn its arguments into cell variables and slow every hit down.
+    def call_direct(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        func = self.func
+        return self.call(args, kwargs, lambda: func(*args, **kwargs))
+
+    def miss_direct(self, args: tuple[Any, ...]) -> Any:
+        func = self.func
+        return self.call_fast_miss(args, lambda: func(*args))
+
+    async def acall_direct(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        func = self.func
+        return await self.acall(args, kwargs, lambda: func(*args, **kwargs))
+
     def call_fast_miss(self, args: tuple[Any, ...], thunk: Callable[[], Any]) -> Any:
         """A fast-path call that missed memory: the argument tuple is already the key."""
-        cache, binding = self.state[0][0], self.state[0][5]
+        bound = self.bound
+        if bound is None or bound[0] is not self.holder[0]:
+            return self.call(args, {}, thunk)  # not bound to the current cache: bind on the way
+        cache, binding = bound
         names, name = self.kept, self.name
         # The fast path already looked in memory; a memory-only cache has nowhere else to look
         # unless an entry is there: the epoch moved, and it may still be fresh (recheck it).
@@ -345,7 +398,9 @@ class _Core:
         return _copy.deepcopy(value) if self.copy else value
 
     def note_hit(self, entry: Any) -> None:
-        inv.note(_Read(self.state[0][0], entry))
+        bound = self.bound
+        if bound is not None:
+            inv.note(_Read(bound[0], entry))
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -382,80 +437,109 @@ class _Core:
         return cache, pending, skey_fn
 
 
-def _make_call(core: _Core) -> Callable[..., Any]:
-    """Build the ``__call__`` of one function's wrapper class (decided once, here)."""
-    func = core.func
-    holder = core.holder
-    state = core.state
-    nparams = core.nparams
-    capturing = inv.CAPTURE.get
-    call, miss, note_hit = core.call, core.call_fast_miss, core.note_hit
+_PROBE = """\
+entry = shelf.get(args)
+if entry is not None and entry.seq == epoch[0] and (entry.expires is None or entry.expires > clock()):
+    entry.ref = True
+    count_hit()
+    if active and capturing() is not None:
+        note_hit(entry)
+    {found}
+"""
 
-    def probe(args: tuple[Any, ...]) -> Any:
-        """The fresh memory entry for an all-fast-typed positional call, else ``None``."""
-        cache, shelf, epoch, clock, count_hit, _ = state[0]
-        if cache is not holder[0]:
-            return None
-        for arg in args:
-            kind = type(arg)
-            if kind is not int and kind is not str and kind is not bytes and arg is not None:
-                return None
-        entry = shelf.get(args)
-        if entry is not None and entry.seq == epoch[0] and (entry.expires is None or entry.expires > clock()):
-            entry.ref = True
-            count_hit()
-            if capturing() is not None:
-                note_hit(entry)
-            return entry
+_TEMPLATE = """\
+def build(func, call, miss, acall, active, capturing, note_hit, FAST, EMPTY, NO_EPOCH, zero, nothing):
+    shelf, epoch, clock, count_hit = EMPTY, NO_EPOCH, zero, nothing
+
+    def rebind(new_shelf, new_epoch, new_clock, new_count_hit):
+        # Cells are written one by one: the empty shelf first and the new shelf last, so a
+        # concurrent hit never pairs an entry of one cache with the epoch of another.
+        nonlocal shelf, epoch, clock, count_hit
+        shelf = EMPTY
+        epoch, clock, count_hit = new_epoch, new_clock, new_count_hit
+        shelf = new_shelf
+
+    def __call__(self, *args, **kwargs):
+        if not kwargs and len(args) == {n}:
+{unpack_8}
+            if {typecheck}:
+{probe_return_16}
+                return miss(args)
+        return call(args, kwargs)
+
+    def probe(args):
+{unpack_4}
+        if {typecheck}:
+{probe_entry_12}
         return None
 
-    if core.is_async:
+    async def _acall(args, kwargs):
+        if not kwargs and len(args) == {n}:
+            entry = probe(args)
+            if entry is not None:
+                return entry.value
+        return await acall(args, kwargs)
 
-        async def _async_call(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-            if not kwargs and len(args) == nparams and core.fast:
-                entry = probe(args)
-                if entry is not None:
-                    return entry.value
-            return await core.acall(args, kwargs, lambda: func(*args, **kwargs))
+    def __acall__(self, *args, **kwargs):
+        return _acall(args, kwargs)
 
-        def __acall__(self: Any, *args: Any, **kwargs: Any) -> Any:
-            return _async_call(args, kwargs)
+    return __call__, __acall__, rebind
+"""
 
-        return __acall__
 
+def _indent(text: str, spaces: int) -> str:
+    return "\n".join(" " * spaces + line if line else line for line in text.splitlines())
+
+
+def _make_call(core: _Core) -> Callable[..., Any]:
+    """Build the ``__call__`` of one function's wrapper class (decided once, here).
+
+    The fast path is generated for the function's exact number of parameters (the
+    arguments are unpacked and their types checked without a loop) from one template, in
+    which the sync ``__call__`` and the async ``probe`` share the same lookup text.
+    """
+    func = core.func
     if not core.fast:
+        call, acall = core.call, core.acall
 
         def __call__(self: Any, *args: Any, **kwargs: Any) -> Any:
             return call(args, kwargs, lambda: func(*args, **kwargs))
 
-        return __call__
+        def __acall__(self: Any, *args: Any, **kwargs: Any) -> Any:
+            return acall(args, kwargs, lambda: func(*args, **kwargs))
 
-    # The sync fast path is probe() written inline: a call costs ~80 ns here, a third of a
-    # hit. Both are exercised by the same tests (sync and async twins of each hit case).
-    def __fastcall__(self: Any, *args: Any, **kwargs: Any) -> Any:
-        if not kwargs and len(args) == nparams:
-            cache, shelf, epoch, clock, count_hit, _ = state[0]
-            if cache is holder[0]:
-                for arg in args:
-                    kind = type(arg)
-                    if kind is not int and kind is not str and kind is not bytes and arg is not None:
-                        break
-                else:
-                    entry = shelf.get(args)
-                    if (
-                        entry is not None
-                        and entry.seq == epoch[0]
-                        and (entry.expires is None or entry.expires > clock())
-                    ):
-                        entry.ref = True
-                        count_hit()
-                        if capturing() is not None:
-                            note_hit(entry)
-                        return entry.value
-                    return miss(args, lambda: func(*args))
-        return call(args, kwargs, lambda: func(*args, **kwargs))
-
-    return __fastcall__
+        return __acall__ if core.is_async else __call__
+    n = core.nparams
+    names = [f"a{i}" for i in range(n)]
+    unpack = f"{', '.join(names)}, = args" if n else "pass"
+    typecheck = " and ".join(f"type({a}) in FAST" for a in names) or "True"
+    source = _TEMPLATE.format(
+        n=n,
+        typecheck=typecheck,
+        unpack_8=_indent(unpack, 12),
+        unpack_4=_indent(unpack, 8),
+        probe_return_16=_indent(_PROBE.format(found="return entry.value"), 16),
+        probe_entry_12=_indent(_PROBE.format(found="return entry"), 12),
+    )
+    namespace: dict[str, Any] = {}
+    exec(compile(source, f"<cacheplug fast path of {core.name}>", "exec"), namespace)
+    sync_call, async_call, rebind = namespace["build"](
+        func,
+        core.call_direct,
+        core.miss_direct,
+        core.acall_direct,
+        inv.ACTIVE,
+        inv.CAPTURE.get,
+        core.note_hit,
+        _FAST_TYPES,
+        _EMPTY,
+        _NO_EPOCH,
+        _zero,
+        _nothing,
+    )
+    core.rebind = rebind
+    result: Callable[..., Any] = async_call if core.is_async else sync_call
+    return result
 
 
 class BoundCachedFunction(wrapt.BoundFunctionWrapper[..., Any]):

@@ -164,17 +164,28 @@ def write_tags(entity: str, id: Any, rules: Iterable[InvalidationRule]) -> list[
 CAPTURE: contextvars.ContextVar[list[Any] | None] = contextvars.ContextVar("cacheplug_capture", default=None)
 
 
+# One item per computation capturing right now, in any thread or task. ``list.append`` and
+# ``list.pop`` are atomic, so this is an exact count without a lock, and the hit path tests
+# the list's truth (a few ns) before it looks at the context variable at all.
+ACTIVE: list[None] = []
+
+
 def capture_begin() -> tuple[list[Any], contextvars.Token[list[Any] | None]]:
     bucket: list[Any] = []
-    return bucket, CAPTURE.set(bucket)
+    token = CAPTURE.set(bucket)
+    ACTIVE.append(None)
+    return bucket, token
 
 
 def capture_end(token: contextvars.Token[list[Any] | None]) -> None:
+    ACTIVE.pop()
     CAPTURE.reset(token)
 
 
 def note(entry: Any) -> None:
     """Record ``entry`` as read by the computation running in this context, if any."""
+    if not ACTIVE:
+        return
     bucket = CAPTURE.get()
     if bucket is not None:
         bucket.append(entry)

@@ -35,21 +35,9 @@ __all__ = ["MemoryTier", "Shelf", "estimate_size"]
 _OVERHEAD = 200
 
 
-class Shelf(dict[Hashable, Entry]):
-    """The entries of one function (or of direct ``Cache`` calls) in one namespace."""
-
-    __slots__ = ("__weakref__", "meta", "name")
-
-    def __init__(self, name: Hashable, meta: Any) -> None:
-        super().__init__()
-        self.name = name
-        self.meta = meta
-
-    def __hash__(self) -> int:  # type: ignore[override]
-        return id(self)
-
-    def __eq__(self, other: object) -> bool:
-        return self is other
+# The entries of one function (or of direct ``Cache`` calls) in one namespace. A plain dict:
+# a dict subclass makes every ``get`` on the hit path measurably slower.
+Shelf = dict[Hashable, Entry]
 
 
 def estimate_size(value: Any) -> int:
@@ -76,6 +64,7 @@ class MemoryTier:
         self.max_entries = max_entries
         self.max_bytes = max_bytes
         self._shelves: dict[Hashable, Shelf] = {}
+        self._meta: dict[int, Any] = {}
         # Every stored entry is appended here; entries replaced or removed since are skipped
         # when they reach the front. Eviction walks it from the front.
         self._queue: deque[Entry] = deque()
@@ -98,8 +87,13 @@ class MemoryTier:
             with self._lock:
                 found = self._shelves.get(name)
                 if found is None:
-                    found = self._shelves[name] = Shelf(name, meta)
+                    found = self._shelves[name] = {}
+                    self._meta[id(found)] = meta
         return found
+
+    def meta_of(self, shelf: Shelf) -> Any:
+        """What the owner of ``shelf`` attached to it when creating it (or ``None``)."""
+        return self._meta.get(id(shelf))
 
     def shelves(self) -> Iterator[Shelf]:
         return iter(list(self._shelves.values()))
