@@ -65,15 +65,15 @@ def open_caches() -> list[Cache]:
 class Tally:
     """An exact counter safe across threads without a lock (``itertools.count`` is atomic)."""
 
-    __slots__ = ("_count", "add")
+    __slots__ = ("add", "counter")
 
     def __init__(self) -> None:
-        self._count = itertools.count()
-        self.add = self._count.__next__
+        self.counter = itertools.count()
+        self.add = self.counter.__next__
 
     @property
     def value(self) -> int:
-        return int(repr(self._count)[6:-1])
+        return int(repr(self.counter)[6:-1])
 
 
 class CacheStats(dict[str, Any]):

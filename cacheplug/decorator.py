@@ -37,16 +37,12 @@ R = TypeVar("R")
 _SERIAL = itertools.count(1)
 _EMPTY: dict[Any, Any] = {}
 _NO_EPOCH = (-1,)
+_NA = type("_NotGiven", (), {"__repr__": lambda self: "<not given>"})()
 _FAST_TYPES = frozenset({int, str, bytes, type(None)})
 _CORES: weakref.WeakSet[_Core] = weakref.WeakSet()
 
 
-def _zero() -> float:
-    return 0.0
-
-
-def _nothing() -> int:
-    return 0
+_UNCOUNTED = itertools.count()
 
 
 def _no_rebind(*_: Any) -> None:
@@ -250,7 +246,7 @@ class _Core:
         if bound is None or bound[0] is not cache:
             if cache._chain is None and cache.enabled and not cache.closed:
                 self.bound = (cache, binding)
-                self.rebind(binding.shelf, cache.epoch, cache.clock, binding.hits.add)
+                self.rebind(binding.shelf, cache.epoch, cache.clock, binding.hits.counter)
             else:
                 self.unbind()
         return binding
@@ -258,7 +254,7 @@ class _Core:
     def unbind(self) -> None:
         """Send every call through the general path until the next one binds again."""
         self.bound = None
-        self.rebind(_EMPTY, _NO_EPOCH, _zero, _nothing)
+        self.rebind(_EMPTY, _NO_EPOCH, float, _UNCOUNTED)
 
     def skey_of_fkey(self, prefix: str) -> Callable[[Hashable], str]:
         head = f"{prefix}fn:{self.name}("
@@ -354,6 +350,24 @@ class _Core:
         func = self.func
         return self.call(args, kwargs, lambda: func(*args, **kwargs))
 
+    def call_values(self, values: tuple[Any, ...]) -> Any:
+        """The general path for a call the named fast path bound (NA marks a missing argument).
+
+        Values before the first missing one are passed by position, the others by name,
+        which binds exactly as the original call did.
+        """
+        args: list[Any] = []
+        kwargs: dict[str, Any] = {}
+        gap = False
+        for name, value in zip(self.names, values, strict=True):
+            if value is _NA:
+                gap = True
+            elif gap:
+                kwargs[name] = value
+            else:
+                args.append(value)
+        return self.call_direct(tuple(args), kwargs)
+
     def miss_direct(self, args: tuple[Any, ...]) -> Any:
         func = self.func
         return self.call_fast_miss(args, lambda: func(*args))
@@ -441,31 +455,28 @@ _PROBE = """\
 entry = shelf.get(args)
 if entry is not None and entry.seq == epoch[0] and (entry.expires is None or entry.expires > clock()):
     entry.ref = True
-    count_hit()
+    next_(hits)
     if active and capturing() is not None:
         note_hit(entry)
     {found}
 """
 
 _TEMPLATE = """\
-def build(func, call, miss, acall, active, capturing, note_hit, FAST, EMPTY, NO_EPOCH, zero, nothing):
-    shelf, epoch, clock, count_hit = EMPTY, NO_EPOCH, zero, nothing
+def build(
+    func, call, call_values, miss, acall, active, capturing, note_hit,
+    FAST, EMPTY, NO_EPOCH, NA, next_, counter,
+):
+    shelf, epoch, clock, hits = EMPTY, NO_EPOCH, float, counter
 
-    def rebind(new_shelf, new_epoch, new_clock, new_count_hit):
+    def rebind(new_shelf, new_epoch, new_clock, new_hits):
         # Cells are written one by one: the empty shelf first and the new shelf last, so a
         # concurrent hit never pairs an entry of one cache with the epoch of another.
-        nonlocal shelf, epoch, clock, count_hit
+        nonlocal shelf, epoch, clock, hits
         shelf = EMPTY
-        epoch, clock, count_hit = new_epoch, new_clock, new_count_hit
+        epoch, clock, hits = new_epoch, new_clock, new_hits
         shelf = new_shelf
 
-    def __call__(self, *args, **kwargs):
-        if not kwargs and len(args) == {n}:
-{unpack_8}
-            if {typecheck}:
-{probe_return_16}
-                return miss(args)
-        return call(args, kwargs)
+{call_def}
 
     def probe(args):
 {unpack_4}
@@ -485,6 +496,32 @@ def build(func, call, miss, acall, active, capturing, note_hit, FAST, EMPTY, NO_
 
     return __call__, __acall__, rebind
 """
+
+# The function's own parameter names, each defaulting to NA: a call binds exactly as the
+# function's would (positional or keyword), the interpreter builds neither an *args tuple
+# nor a **kwargs dict, and a missing argument shows up as NA, which is not a fast type.
+_NAMED_CALL = """\
+    def __call__(__cp_self, {params}):
+        if {typecheck}:
+            args = ({names_tuple})
+{probe_return_12}
+            return miss(args)
+        return call_values(({names_tuple}))"""
+
+# Fallback when a parameter name would shadow a name of the template.
+_POSITIONAL_CALL = """\
+    def __call__(__cp_self, {params}*rest, **kwargs):
+        if not kwargs and not rest and {typecheck}:
+            args = ({names_tuple})
+{probe_return_12}
+            return miss(args)
+        return call(({names_tuple})[: ({present})] + rest, kwargs)"""
+
+_TEMPLATE_NAMES = frozenset({
+    "func", "call", "call_values", "miss", "acall", "active", "capturing", "note_hit", "FAST",
+    "EMPTY", "NO_EPOCH", "NA", "next_", "counter", "shelf", "epoch", "clock", "hits", "rebind",
+    "probe", "args", "entry", "type",
+})  # fmt: skip
 
 
 def _indent(text: str, spaces: int) -> str:
@@ -510,15 +547,31 @@ def _make_call(core: _Core) -> Callable[..., Any]:
 
         return __acall__ if core.is_async else __call__
     n = core.nparams
-    names = [f"a{i}" for i in range(n)]
-    unpack = f"{', '.join(names)}, = args" if n else "pass"
+    named = not (_TEMPLATE_NAMES & set(core.names)) and not any(x.startswith("__") for x in core.names)
+    names = list(core.names) if named else [f"a{i}" for i in range(n)]
     typecheck = " and ".join(f"type({a}) in FAST" for a in names) or "True"
+    probe_return = _indent(_PROBE.format(found="return entry.value"), 12)
+    if named:
+        call_def = _NAMED_CALL.format(
+            params=", ".join(f"{a}=NA" for a in names),
+            typecheck=typecheck,
+            names_tuple="".join(f"{a}, " for a in names),
+            probe_return_12=probe_return,
+        )
+    else:
+        call_def = _POSITIONAL_CALL.format(
+            params="".join(f"{a}=NA, " for a in names) + ("/, " if n else ""),
+            typecheck=typecheck,
+            names_tuple="".join(f"{a}, " for a in names),
+            present="".join(f"{i} if {a} is NA else " for i, a in enumerate(names)) + str(n),
+            probe_return_12=probe_return,
+        )
+    unpack = f"{', '.join(names)}, = args" if n else "pass"
     source = _TEMPLATE.format(
         n=n,
+        call_def=call_def,
         typecheck=typecheck,
-        unpack_8=_indent(unpack, 12),
         unpack_4=_indent(unpack, 8),
-        probe_return_16=_indent(_PROBE.format(found="return entry.value"), 16),
         probe_entry_12=_indent(_PROBE.format(found="return entry"), 12),
     )
     namespace: dict[str, Any] = {}
@@ -526,6 +579,7 @@ def _make_call(core: _Core) -> Callable[..., Any]:
     sync_call, async_call, rebind = namespace["build"](
         func,
         core.call_direct,
+        core.call_values,
         core.miss_direct,
         core.acall_direct,
         inv.ACTIVE,
@@ -534,10 +588,13 @@ def _make_call(core: _Core) -> Callable[..., Any]:
         _FAST_TYPES,
         _EMPTY,
         _NO_EPOCH,
-        _zero,
-        _nothing,
+        _NA,
+        next,
+        itertools.count(),
     )
     core.rebind = rebind
+    # Argument errors raised by the interpreter name the user's function, not the template.
+    sync_call.__code__ = sync_call.__code__.replace(co_name=func.__name__, co_qualname=func.__qualname__)
     result: Callable[..., Any] = async_call if core.is_async else sync_call
     return result
 
