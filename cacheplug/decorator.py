@@ -595,6 +595,7 @@ def _make_call(core: _Core) -> Callable[..., Any]:
     core.rebind = rebind
     # Argument errors raised by the interpreter name the user's function, not the template.
     sync_call.__code__ = sync_call.__code__.replace(co_name=func.__name__, co_qualname=func.__qualname__)
+    sync_call.__name__, sync_call.__qualname__ = func.__name__, func.__qualname__
     result: Callable[..., Any] = async_call if core.is_async else sync_call
     return result
 
