@@ -140,6 +140,9 @@ class Pending:
 
     __slots__ = ("binding", "bucket", "fkey", "seq0", "skey", "start", "tags", "token", "ttl")
 
+    # ``start`` is the cache clock's reading when the computation began: its cost is measured
+    # on the same clock as expiry (a fake clock in tests gives fake, consistent costs).
+
     def __init__(
         self,
         binding: Binding,
@@ -148,6 +151,7 @@ class Pending:
         tags: tuple[str, ...],
         ttl: float | None,
         seq0: int,
+        start: float,
     ) -> None:
         self.binding = binding
         self.fkey = fkey
@@ -156,7 +160,7 @@ class Pending:
         self.ttl = ttl
         self.seq0 = seq0
         self.bucket, self.token = inv.capture_begin()
-        self.start = time.perf_counter()
+        self.start = start
 
 
 class Cache:
@@ -295,23 +299,29 @@ class Cache:
             return False
         if entry.seq == self.epoch[0]:
             return True
-        return self._recheck(entry)
+        return self.recheck(entry)
 
-    def _recheck(self, entry: Entry) -> bool:
+    def recheck(self, entry: Entry) -> bool:
+        """Is an unexpired entry still fresh although the epoch moved? (Advances its ``seq``.)"""
         try:
             current = self.versions.sync()
         except Exception as exc:
             self._fault("versions", "sync", exc)
             return False
         seq = entry.seq
-        if seq < self.versions.floor():
+        versions = self.versions
+        if seq < versions.floor:
             return False
-        mirror = self.versions.mirror
-        if not fresh(mirror, entry.tags, seq):
-            return False
-        skey = self._entry_skey(entry)
-        if skey is not None and mirror.get(inv.key_tag(skey), 0) > seq:
-            return False
+        get = versions.mirror.get
+        for tag in entry.tags:
+            if get(tag, 0) > seq:
+                return False
+        if versions.keyed:  # some key was invalidated once: look at this entry's key tag
+            skey = entry.skey
+            if skey is None:
+                skey = entry.skey = self._entry_skey(entry)
+            if skey is not None and get(inv.key_tag(skey), 0) > seq:
+                return False
         entry.seq = current
         return True
 
@@ -413,13 +423,12 @@ class Cache:
         ttl: float | None,
     ) -> Pending:
         """Start a computation: snapshot the epoch and start capturing what it reads."""
-        return Pending(binding, fkey, skey, tags, ttl, self.epoch[0])
+        return Pending(binding, fkey, skey, tags, ttl, self.epoch[0], self.clock())
 
     def finish(
         self, pending: Pending, value: Any, store: bool, skey_fn: Callable[[], str], *, force: bool = False
     ) -> Entry:
         """End a computation: store its value if allowed and still fresh; report it upward."""
-        cost = time.perf_counter() - pending.start
         inv.capture_end(pending.token)
         bucket = pending.bucket
         if bucket:
@@ -431,6 +440,7 @@ class Cache:
             tags = pending.tags  # shared by every entry of the function: no allocation
         now = self.clock()
         ttl = pending.ttl if pending.ttl is not None else self.default_ttl
+        cost = now - pending.start
         entry = Entry(value, now, None if ttl is None else now + ttl, pending.seq0, tags, cost, pending.skey)
         if store and ttl != 0:
             if self._chain is None:
@@ -488,7 +498,7 @@ class Cache:
                 return
             mirror = self.versions.mirror
             if (
-                seq0 < self.versions.floor()
+                seq0 < self.versions.floor
                 or not fresh(mirror, entry.tags, seq0)
                 or (skey is not None and mirror.get(inv.key_tag(skey), 0) > seq0)
             ):
@@ -554,7 +564,7 @@ class Cache:
     ) -> T:
         """Compute a call that missed and store the result (sync driver)."""
         binding.misses.add()
-        pending = Pending(binding, fkey, None, tags_fn(), ttl, self.epoch[0])
+        pending = Pending(binding, fkey, None, tags_fn(), ttl, self.epoch[0], self.clock())
         try:
             value: T = func() if self._chain is None else self._run_compute(binding, skey_fn, func)
         except BaseException:
@@ -578,7 +588,7 @@ class Cache:
         if entry is not MISS:
             return self._hit(binding, entry)  # type: ignore[no-any-return]
         binding.misses.add()
-        pending = Pending(binding, fkey, None, tags_fn(), ttl, self.epoch[0])
+        pending = Pending(binding, fkey, None, tags_fn(), ttl, self.epoch[0], self.clock())
         try:
             value: T = await self._run_compute(binding, skey_fn, func)
         except BaseException:

@@ -246,7 +246,7 @@ class _Core:
         if bound is None or bound[0] is not cache:
             if cache._chain is None and cache.enabled and not cache.closed:
                 self.bound = (cache, binding)
-                self.rebind(binding.shelf, cache.epoch, cache.clock, binding.hits.counter)
+                self.rebind(binding.shelf, cache.epoch, cache.clock, binding.hits.counter, cache.recheck)
             else:
                 self.unbind()
         return binding
@@ -254,7 +254,7 @@ class _Core:
     def unbind(self) -> None:
         """Send every call through the general path until the next one binds again."""
         self.bound = None
-        self.rebind(_EMPTY, _NO_EPOCH, float, _UNCOUNTED)
+        self.rebind(_EMPTY, _NO_EPOCH, float, _UNCOUNTED, bool)
 
     def skey_of_fkey(self, prefix: str) -> Callable[[Hashable], str]:
         head = f"{prefix}fn:{self.name}("
@@ -368,29 +368,27 @@ class _Core:
                 args.append(value)
         return self.call_direct(tuple(args), kwargs)
 
-    def miss_direct(self, args: tuple[Any, ...]) -> Any:
-        func = self.func
-        return self.call_fast_miss(args, lambda: func(*args))
-
     async def acall_direct(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         func = self.func
         return await self.acall(args, kwargs, lambda: func(*args, **kwargs))
 
-    def call_fast_miss(self, args: tuple[Any, ...], thunk: Callable[[], Any]) -> Any:
+    def miss_direct(self, args: tuple[Any, ...]) -> Any:
         """A fast-path call that missed memory: the argument tuple is already the key."""
+        func = self.func
         bound = self.bound
         if bound is None or bound[0] is not self.holder[0]:
-            return self.call(args, {}, thunk)  # not bound to the current cache: bind on the way
+            # Not bound to the current cache: the general path binds on the way.
+            return self.call(args, {}, lambda: func(*args))
         cache, binding = bound
         names, name = self.kept, self.name
-        # The fast path already looked in memory; a memory-only cache has nowhere else to look
-        # unless an entry is there: the epoch moved, and it may still be fresh (recheck it).
-        serve = cache.fill if not cache._lower and binding.shelf.get(args) is None else cache.call
+        # The fast path already looked in memory (and rechecked a moved epoch): a memory-only
+        # cache has nowhere else to look.
+        serve = cache.call if cache._lower else cache.fill
         return serve(
             binding,
             args,
             lambda: cache.function_key(name, encode_call(names, args)),
-            thunk,
+            lambda: func(*args),
             binding.base_tags_fn
             if self.untagged
             else lambda: self.tags(binding, dict(zip(names, args, strict=True)), args, {}),
@@ -453,7 +451,11 @@ class _Core:
 
 _PROBE = """\
 entry = shelf.get(args)
-if entry is not None and entry.seq == epoch[0] and (entry.expires is None or entry.expires > clock()):
+if (
+    entry is not None
+    and (entry.expires is None or entry.expires > clock())
+    and (entry.seq == epoch[0] or recheck(entry))
+):
     entry.ref = True
     next_(hits)
     if active and capturing() is not None:
@@ -466,14 +468,14 @@ def build(
     func, call, call_values, miss, acall, active, capturing, note_hit,
     FAST, EMPTY, NO_EPOCH, NA, next_, counter,
 ):
-    shelf, epoch, clock, hits = EMPTY, NO_EPOCH, float, counter
+    shelf, epoch, clock, hits, recheck = EMPTY, NO_EPOCH, float, counter, bool
 
-    def rebind(new_shelf, new_epoch, new_clock, new_hits):
+    def rebind(new_shelf, new_epoch, new_clock, new_hits, new_recheck):
         # Cells are written one by one: the empty shelf first and the new shelf last, so a
         # concurrent hit never pairs an entry of one cache with the epoch of another.
-        nonlocal shelf, epoch, clock, hits
+        nonlocal shelf, epoch, clock, hits, recheck
         shelf = EMPTY
-        epoch, clock, hits = new_epoch, new_clock, new_hits
+        epoch, clock, hits, recheck = new_epoch, new_clock, new_hits, new_recheck
         shelf = new_shelf
 
 {call_def}
@@ -520,7 +522,7 @@ _POSITIONAL_CALL = """\
 _TEMPLATE_NAMES = frozenset({
     "func", "call", "call_values", "miss", "acall", "active", "capturing", "note_hit", "FAST",
     "EMPTY", "NO_EPOCH", "NA", "next_", "counter", "shelf", "epoch", "clock", "hits", "rebind",
-    "probe", "args", "entry", "type",
+    "probe", "args", "entry", "type", "recheck", "bool", "float",
 })  # fmt: skip
 
 

@@ -60,9 +60,7 @@ class Versions(Protocol):
         """Record an invalidation of ``tags``; return its sequence number."""
         ...
 
-    def floor(self) -> int:
-        """Entries whose ``seq`` is below this are stale whatever their tags."""
-        ...
+    floor: int  # entries whose ``seq`` is below this are stale whatever their tags
 
     def close(self) -> None: ...
 
@@ -70,7 +68,10 @@ class Versions(Protocol):
 def fresh(mirror: dict[str, int], tags: Iterable[str], seq: int) -> bool:
     """True when no tag in ``tags`` was invalidated after ``seq``."""
     get = mirror.get
-    return all(get(tag, 0) <= seq for tag in tags)
+    for tag in tags:  # noqa: SIM110 (a loop is faster than all() over a generator)
+        if get(tag, 0) > seq:
+            return False
+    return True
 
 
 class LocalVersions:
@@ -85,8 +86,7 @@ class LocalVersions:
     def sync(self) -> int:
         return self.epoch[0]
 
-    def floor(self) -> int:
-        return 0
+    floor = 0
 
     def bump(self, tags: Iterable[str]) -> int:
         with self._lock:
@@ -174,7 +174,7 @@ class HostVersions:
                         self.directory,
                     )
                     self.mirror = {}
-                    self._floor = upto
+                    self.floor = upto
                     self._seen = upto
                     return
                 self.mirror = dict(snap[1])
@@ -188,7 +188,7 @@ class HostVersions:
                     self.keyed = True
             self._seen = seq
 
-    _floor = 0
+    floor = 0  # entries with a seq below this are stale (set only when the journal was lost)
 
     def sync(self) -> int:
         current = self.epoch[0]
@@ -197,10 +197,6 @@ class HostVersions:
                 if current > self._seen:
                     self._replay(current)
         return current
-
-    def floor(self) -> int:
-        """Entries with ``seq`` below this are stale (set only when the journal was lost)."""
-        return self._floor
 
     def bump(self, tags: Iterable[str]) -> int:
         record = tuple(tags)
