@@ -113,6 +113,7 @@ class Binding:
         "ident",
         "misses",
         "shelf",
+        "skeys",
         "warned",
     )
 
@@ -124,6 +125,7 @@ class Binding:
         self.shelf = shelf
         self.base_tags = base_tags
         self.base_tags_fn = lambda: base_tags
+        self.skeys: dict[Any, str] = {}
         self.fn_tag = inv.fn_tag(cache.namespace, ident)
         self.fa_tag = inv.fn_any_tag(cache.namespace, ident)
         self.hits = Tally()
@@ -369,7 +371,10 @@ class Cache:
                 self.memory.discard(shelf, fkey, entry)
         if not self._lower:
             return MISS
-        skey = skey_fn()
+        return self.read_lower(binding, fkey, skey_fn(), now)
+
+    def read_lower(self, binding: Binding, fkey: Hashable, skey: str, now: float) -> Entry | Any:
+        """The fresh entry from the tiers below memory, promoted upward, or ``MISS``."""
         offset = len(self.tiers) - len(self._lower)
         for i, tier in enumerate(self._lower):
             try:
@@ -386,7 +391,8 @@ class Cache:
                     self._fault(tier.name, "delete", exc)
                 continue
             self._tier_hits[offset + i].add()
-            self._promote(binding, fkey, skey, found, now, self._lower[:i])
+            if i or self.memory is not None:
+                self._promote(binding, fkey, skey, found, now, self._lower[:i])
             return found
         return MISS
 
@@ -450,7 +456,8 @@ class Cache:
         if inv.ACTIVE and inv.CAPTURE.get() is not None:
             if entry.skey is None:
                 entry.skey = skey_fn()
-            inv.note(_Read(self, entry))
+            if inv.ACTIVE:
+                inv.note(_Read(self, entry))
         return entry
 
     def _store(
@@ -549,7 +556,7 @@ class Cache:
         """Serve a call from the tiers or compute it (sync driver)."""
         entry = self.lookup(binding, fkey, skey_fn)
         if entry is not MISS:
-            return self._hit(binding, entry)  # type: ignore[no-any-return]
+            return self.hit(binding, entry)  # type: ignore[no-any-return]
         return self.fill(binding, fkey, skey_fn, func, tags_fn, ttl, keep)
 
     def fill(
@@ -586,7 +593,7 @@ class Cache:
         """Serve a call from the tiers or compute it (async driver: the same steps, awaited)."""
         entry = self.lookup(binding, fkey, skey_fn)
         if entry is not MISS:
-            return self._hit(binding, entry)  # type: ignore[no-any-return]
+            return self.hit(binding, entry)  # type: ignore[no-any-return]
         binding.misses.add()
         pending = Pending(binding, fkey, None, tags_fn(), ttl, self.epoch[0], self.clock())
         try:
@@ -597,9 +604,11 @@ class Cache:
         self.finish(pending, value, keep is None or bool(keep(value)), skey_fn)
         return value
 
-    def _hit(self, binding: Binding, entry: Entry) -> Any:
+    def hit(self, binding: Binding, entry: Entry) -> Any:
+        """Count a hit, report the read to a capturing computation, return the value."""
         binding.hits.add()
-        inv.note(_Read(self, entry))
+        if inv.ACTIVE:
+            inv.note(_Read(self, entry))
         return entry.value
 
     def _run_compute(self, binding: Binding, skey_fn: Callable[[], str], func: Callable[[], Any]) -> Any:
@@ -617,7 +626,8 @@ class Cache:
             self._direct.misses.add()
             return default
         self._direct.hits.add()
-        inv.note(_Read(self, entry))
+        if inv.ACTIVE:
+            inv.note(_Read(self, entry))
         return entry.value
 
     def set(self, key: str, value: Any, ttl: Any = None, tags: Iterable[str] = ()) -> None:

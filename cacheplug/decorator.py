@@ -26,6 +26,7 @@ import wrapt
 from . import config
 from . import invalidation as inv
 from .coordinator import Binding, Cache, _Read, _ttl_seconds, on_unbind
+from .envelope import MISS
 from .errors import ConfigurationError
 from .keys import _FALSE, _FLOAT, _TRUE, encode, encode_call, fast_key, fingerprint
 
@@ -372,6 +373,22 @@ class _Core:
         func = self.func
         return await self.acall(args, kwargs, lambda: func(*args, **kwargs))
 
+    def shared_key(self, cache: Cache, binding: Binding, args: tuple[Any, ...]) -> str:
+        """The string key of a fast-typed call, remembered for the hottest calls.
+
+        Calls served by the shared tiers need it on every read; encoding costs more than a
+        dict lookup, so up to 4096 recent keys per function are kept (the memo is simply
+        emptied when full).
+        """
+        memo = binding.skeys
+        skey = memo.get(args)
+        if skey is None:
+            skey = cache.function_key(self.name, encode_call(self.kept, args))
+            if len(memo) >= 4096:
+                memo.clear()
+            memo[args] = skey
+        return skey
+
     def miss_direct(self, args: tuple[Any, ...]) -> Any:
         """A fast-path call that missed memory: the argument tuple is already the key."""
         func = self.func
@@ -381,13 +398,21 @@ class _Core:
             return self.call(args, {}, lambda: func(*args))
         cache, binding = bound
         names, name = self.kept, self.name
-        # The fast path already looked in memory (and rechecked a moved epoch): a memory-only
-        # cache has nowhere else to look.
-        serve = cache.call if cache._lower else cache.fill
-        return serve(
+        if cache._lower:
+            # The fast path already looked in memory (and rechecked a moved epoch): go
+            # straight to the shared tiers.
+            skey = self.shared_key(cache, binding, args)
+            entry = cache.read_lower(binding, args, skey, cache.clock())
+            if entry is not MISS:
+                return cache.hit(binding, entry)
+            skey_fn: Callable[[], str] = lambda: skey  # noqa: E731
+        else:
+            # A memory-only cache has nowhere else to look.
+            skey_fn = lambda: cache.function_key(name, encode_call(names, args))  # noqa: E731
+        return cache.fill(
             binding,
             args,
-            lambda: cache.function_key(name, encode_call(names, args)),
+            skey_fn,
             lambda: func(*args),
             binding.base_tags_fn
             if self.untagged
@@ -411,7 +436,7 @@ class _Core:
 
     def note_hit(self, entry: Any) -> None:
         bound = self.bound
-        if bound is not None:
+        if bound is not None and inv.ACTIVE:
             inv.note(_Read(bound[0], entry))
 
     # -- helpers ---------------------------------------------------------------------------

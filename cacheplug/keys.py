@@ -134,7 +134,17 @@ def encode(value: Any, *, name: str = "argument") -> str:
 
 def encode_call(names: tuple[str, ...], values: tuple[Any, ...]) -> str:
     """Encode a call's bound arguments; long encodings become a digest."""
-    text = ",".join(encode(v, name=f"parameter {n!r}") for n, v in zip(names, values, strict=True))
+    parts = []
+    for name, value in zip(names, values, strict=True):
+        kind = type(value)
+        # The two commonest argument types inline (same text as _EXACT gives them).
+        if kind is int:
+            parts.append(f"i{value}")
+        elif kind is str:
+            parts.append(f"s{len(value)}:{value}")
+        else:
+            parts.append(encode(value, name=f"parameter {name!r}"))
+    text = ",".join(parts)
     if len(text) > _MAX_ENCODED:
         return "#" + hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
     return text

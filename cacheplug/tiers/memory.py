@@ -164,15 +164,15 @@ class MemoryTier:
                     removed += 1
         return removed
 
-    def _over(self, live: int) -> bool:
-        return live > self.max_entries or (self.max_bytes is not None and self._bytes > self.max_bytes)
-
     def _maintain(self) -> None:
         """Evict past the bounds and drop dead queue items. Called with the lock held."""
         queue = self._queue
         live = sum(len(shelf) for shelf in list(self._shelves.values()))
         budget = 2 * len(queue) + 16  # second chances are bounded: then evict regardless
-        while queue and self._over(live):
+        # Evict a little below the bound (1/64 of it), so a full tier takes the lock once
+        # per that many stores instead of on every store; small tiers evict exactly.
+        limit = self.max_entries - self.max_entries // 64 if live > self.max_entries else self.max_entries
+        while queue and (live > limit or (self.max_bytes is not None and self._bytes > self.max_bytes)):
             entry = queue.popleft()
             shelf = entry.shelf
             if shelf.get(entry.fkey) is not entry:
