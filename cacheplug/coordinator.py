@@ -314,18 +314,29 @@ class Cache:
         versions = self.versions
         if seq < versions.floor:
             return False
+        last_seq, last_tags = versions.last
+        if last_seq == current == seq + 1:
+            # One invalidation since the entry was checked: one set operation decides.
+            if not last_tags.isdisjoint(entry.tags):
+                return False
+            if versions.keyed and inv.key_tag(self._cached_skey(entry)) in last_tags:
+                return False
+            entry.seq = current
+            return True
         get = versions.mirror.get
         for tag in entry.tags:
             if get(tag, 0) > seq:
                 return False
-        if versions.keyed:  # some key was invalidated once: look at this entry's key tag
-            skey = entry.skey
-            if skey is None:
-                skey = entry.skey = self._entry_skey(entry)
-            if skey is not None and get(inv.key_tag(skey), 0) > seq:
-                return False
+        if versions.keyed and get(inv.key_tag(self._cached_skey(entry)), 0) > seq:
+            return False  # some key was invalidated once, maybe this entry's
         entry.seq = current
         return True
+
+    def _cached_skey(self, entry: Entry) -> str:
+        skey = entry.skey
+        if skey is None:
+            skey = entry.skey = self._entry_skey(entry) or ""
+        return skey
 
     def _entry_skey(self, entry: Entry) -> str | None:
         if entry.skey is not None:

@@ -51,6 +51,9 @@ class Versions(Protocol):
     epoch: Any  # epoch[0] is the current sequence number (an int-indexable view)
     mirror: dict[str, int]
     keyed: bool  # whether any key tag was ever invalidated (stores then check key tags)
+    # (seq, tags) of the latest invalidation this process has seen: an entry checked just
+    # before it is rechecked with one set operation instead of one lookup per tag.
+    last: tuple[int, frozenset[str]]
 
     def sync(self) -> int:
         """Bring ``mirror`` up to date; return the epoch it now reflects."""
@@ -81,6 +84,7 @@ class LocalVersions:
         self.epoch = array.array("q", [0])
         self.mirror: dict[str, int] = {}
         self.keyed = False
+        self.last: tuple[int, frozenset[str]] = (0, frozenset())
         self._lock = threading.Lock()
 
     def sync(self) -> int:
@@ -91,10 +95,12 @@ class LocalVersions:
     def bump(self, tags: Iterable[str]) -> int:
         with self._lock:
             seq = self.epoch[0] + 1
+            tags = frozenset(tags)
             for tag in tags:
                 self.mirror[tag] = seq
                 if tag.startswith("\x00k:"):
                     self.keyed = True
+            self.last = (seq, tags)
             # Published last: a reader that sees the new epoch also sees the versions.
             self.epoch[0] = seq
             return seq
@@ -127,6 +133,7 @@ class HostVersions:
                 self.epoch[0] = self._journal_high()
         self.mirror: dict[str, int] = {}
         self.keyed = False
+        self.last: tuple[int, frozenset[str]] = (0, frozenset())
         self._seen = 0
         self._lock = threading.Lock()
         self._reload()
@@ -186,6 +193,7 @@ class HostVersions:
                 self.mirror[tag] = seq
                 if tag.startswith("\x00k:"):
                     self.keyed = True
+            self.last = (seq, frozenset(tags))
             self._seen = seq
 
     floor = 0  # entries with a seq below this are stale (set only when the journal was lost)
