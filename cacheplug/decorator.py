@@ -475,12 +475,11 @@ class _Core:
 
 
 _PROBE = """\
-entry = shelf.get(args)
-if (
-    entry is not None
-    and (entry.expires is None or entry.expires > clock())
-    and (entry.seq == epoch[0] or recheck(entry))
-):
+try:
+    entry = shelf[args]  # a subscript is cheaper than .get(); a miss costs a compute anyway
+except KeyError:
+    {absent}
+if entry.deadline > clock() and (entry.seq == epoch[0] or recheck(entry)):
     entry.ref = True
     next_(hits)
     if active and capturing() is not None:
@@ -577,7 +576,7 @@ def _make_call(core: _Core) -> Callable[..., Any]:
     named = not (_TEMPLATE_NAMES & set(core.names)) and not any(x.startswith("__") for x in core.names)
     names = list(core.names) if named else [f"a{i}" for i in range(n)]
     typecheck = " and ".join(f"type({a}) in FAST" for a in names) or "True"
-    probe_return = _indent(_PROBE.format(found="return entry.value"), 12)
+    probe_return = _indent(_PROBE.format(found="return entry.value", absent="return miss(args)"), 12)
     if named:
         call_def = _NAMED_CALL.format(
             params=", ".join(f"{a}=NA" for a in names),
@@ -599,7 +598,7 @@ def _make_call(core: _Core) -> Callable[..., Any]:
         call_def=call_def,
         typecheck=typecheck,
         unpack_4=_indent(unpack, 8),
-        probe_entry_12=_indent(_PROBE.format(found="return entry"), 12),
+        probe_entry_12=_indent(_PROBE.format(found="return entry", absent="return None"), 12),
     )
     namespace: dict[str, Any] = {}
     exec(compile(source, f"<cacheplug fast path of {core.name}>", "exec"), namespace)

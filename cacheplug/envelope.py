@@ -20,6 +20,7 @@ from .errors import SerializationError
 __all__ = ["FORMAT", "MISS", "Entry", "dumps", "loads"]
 
 FORMAT: Final = 1
+_NEVER = float("inf")
 _PICKLE_PROTOCOL: Final = 5
 _EMPTY: tuple[str, ...] = ()
 
@@ -47,6 +48,7 @@ class Entry:
     __slots__ = (
         "cost",
         "created",
+        "deadline",
         "expires",
         "fkey",
         "ref",
@@ -70,6 +72,8 @@ class Entry:
         self.value = value
         self.created = created
         self.expires = expires
+        # ``expires`` for the hit path: one comparison, no test for None.
+        self.deadline = _NEVER if expires is None else expires
         self.seq = seq
         self.tags = tags
         # Compute time in whole milliseconds: small ints are shared objects in CPython, so
