@@ -14,7 +14,7 @@ Two stores share this contract:
 * :class:`LocalVersions`: one process (memory-only caches);
 * :class:`HostVersions`: every process of a host. The epoch is an 8-byte counter in a
   memory-mapped file beside the disk tier; each invalidation appends its tags to a journal
-  (a small diskcache) *before* publishing the new epoch, under an exclusive file lock, so a
+  (a SQLite table) *before* publishing the new epoch, under an exclusive file lock, so a
   process that sees the epoch move finds the journal records it needs to catch up.
   Recording fails closed: if the journal cannot be written, :meth:`bump` raises
   :class:`~cacheplug.errors.InvalidationError` and the epoch does not move.
@@ -27,11 +27,11 @@ import contextlib
 import logging
 import mmap
 import os
+import pickle
+import sqlite3
 import threading
 from collections.abc import Iterable, Iterator
 from typing import Any, Protocol
-
-import diskcache
 
 from .errors import InvalidationError
 
@@ -42,7 +42,6 @@ log = logging.getLogger("cacheplug")
 # Every this many invalidations the journal is folded into one snapshot record and the
 # records older than one window are deleted, so the journal stays bounded.
 _SNAPSHOT_EVERY = 1024
-_SNAPSHOT_KEY = "snapshot"
 
 
 class Versions(Protocol):
@@ -112,15 +111,82 @@ class LocalVersions:
         return f"LocalVersions(epoch={self.epoch[0]})"
 
 
+class _Journal:
+    """The invalidation journal: one SQLite table of (seq, tags) and one snapshot row.
+
+    A plain table rather than a cache: an invalidation is one ``INSERT`` in autocommit mode
+    (WAL, no fsync per commit), and catching up is one range query. Each thread (and each
+    process after a fork) uses its own connection; SQLite waits at most ``_timeout``
+    seconds for a lock, then raises.
+    """
+
+    def __init__(self, path: str, timeout: float = 10.0) -> None:
+        self.path = path
+        self._timeout = timeout
+        self._local = threading.local()
+        conn = self._conn()
+        conn.execute("CREATE TABLE IF NOT EXISTS journal (seq INTEGER PRIMARY KEY, tags BLOB NOT NULL)")
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS snapshot (id INTEGER PRIMARY KEY CHECK (id = 0), "
+            "seq INTEGER NOT NULL, versions BLOB NOT NULL)"
+        )
+
+    def _conn(self) -> sqlite3.Connection:
+        local = self._local
+        conn: sqlite3.Connection | None = getattr(local, "conn", None)
+        if conn is None or local.pid != os.getpid():
+            conn = sqlite3.connect(self.path, timeout=self._timeout, isolation_level=None)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            local.conn, local.pid = conn, os.getpid()
+        return conn
+
+    def set(self, seq: int, tags: tuple[str, ...]) -> None:
+        """Append the record of invalidation ``seq``."""
+        self._conn().execute("INSERT INTO journal VALUES (?, ?)", (seq, pickle.dumps(tags, 5)))
+
+    def records(self, after: int, upto: int) -> list[tuple[int, tuple[str, ...]]]:
+        rows = self._conn().execute(
+            "SELECT seq, tags FROM journal WHERE seq > ? AND seq <= ? ORDER BY seq", (after, upto)
+        )
+        return [(seq, pickle.loads(blob)) for seq, blob in rows]
+
+    def snapshot(self) -> tuple[int, dict[str, int]] | None:
+        row = self._conn().execute("SELECT seq, versions FROM snapshot WHERE id = 0").fetchone()
+        return None if row is None else (row[0], pickle.loads(row[1]))
+
+    def write_snapshot(self, seq: int, versions: dict[str, int], drop_upto: int) -> None:
+        """Store the versions as of ``seq`` and drop the records up to ``drop_upto``."""
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute("INSERT OR REPLACE INTO snapshot VALUES (0, ?, ?)", (seq, pickle.dumps(versions, 5)))
+            conn.execute("DELETE FROM journal WHERE seq <= ?", (drop_upto,))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    def high(self) -> int:
+        conn = self._conn()
+        top = conn.execute("SELECT MAX(seq) FROM journal").fetchone()[0] or 0
+        snap = conn.execute("SELECT seq FROM snapshot WHERE id = 0").fetchone()
+        return max(top, snap[0] if snap else 0)
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+
 class HostVersions:
     """Tag versions shared by every process of a host through ``directory``."""
 
     def __init__(self, directory: str) -> None:
         self.directory = directory
-        os.makedirs(directory, mode=0o700, exist_ok=True)
-        self._journal = diskcache.Cache(
-            os.path.join(directory, "journal"), timeout=10, size_limit=2**40, cull_limit=0
-        )
+        os.makedirs(os.path.join(directory, "journal"), mode=0o700, exist_ok=True)
+        self._journal = _Journal(os.path.join(directory, "journal", "journal.db"))
         path = os.path.join(directory, "epoch")
         self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
         with self._locked():
@@ -130,7 +196,7 @@ class HostVersions:
             self.epoch = memoryview(self._mmap).cast("q")
             if self.epoch[0] == 0:
                 # A lost epoch file must not restart the sequence below the journal's.
-                self.epoch[0] = self._journal_high()
+                self.epoch[0] = self._journal.high()
         self.mirror: dict[str, int] = {}
         self.keyed = False
         self.last: tuple[int, frozenset[str]] = (0, frozenset())
@@ -148,53 +214,49 @@ class HostVersions:
         finally:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
 
-    def _journal_high(self) -> int:
-        high = 0
-        for key in self._journal.iterkeys():
-            if isinstance(key, int):
-                high = max(high, key)
-        snap = self._journal.get(_SNAPSHOT_KEY)
-        if snap is not None:
-            high = max(high, snap[0])
-        return high
-
     def _reload(self) -> None:
         """Rebuild the mirror from the snapshot and the journal after it."""
-        snap = self._journal.get(_SNAPSHOT_KEY, retry=False)
+        snap = self._journal.snapshot()
         base, versions = snap if snap is not None else (0, {})
         self.mirror = dict(versions)
         self.keyed = any(t.startswith("\x00k:") for t in self.mirror)
         self._seen = base
         self._replay(self.epoch[0])
 
+    def _apply(self, seq: int, tags: Iterable[str]) -> None:
+        frozen = frozenset(tags)
+        for tag in frozen:
+            self.mirror[tag] = seq
+            if tag.startswith("\x00k:"):
+                self.keyed = True
+        self.last = (seq, frozen)
+        self._seen = seq
+
     def _replay(self, upto: int) -> None:
-        get = self._journal.get
-        for seq in range(self._seen + 1, upto + 1):
-            tags = get(seq, retry=False)
-            if tags is None:
-                snap = get(_SNAPSHOT_KEY, retry=False)
-                if snap is None or snap[0] < seq:
-                    # A record below the epoch is missing and no snapshot covers it:
-                    # the journal was lost. Treat every tag as invalidated now.
-                    log.warning(
-                        "cacheplug: invalidation journal in %s is incomplete; treating all entries as stale",
-                        self.directory,
-                    )
-                    self.mirror = {}
-                    self.floor = upto
-                    self._seen = upto
-                    return
+        if upto <= self._seen:
+            return
+        records = self._journal.records(self._seen, upto)
+        if not records or records[0][0] != self._seen + 1 or records[-1][0] != upto:
+            snap = self._journal.snapshot()
+            if snap is not None and snap[0] > self._seen:
+                # The records this process missed were folded into the snapshot.
                 self.mirror = dict(snap[1])
                 self.keyed = self.keyed or any(t.startswith("\x00k:") for t in self.mirror)
                 self._seen = snap[0]
-                self._replay(upto)
+                records = self._journal.records(self._seen, upto)
+            if len(records) != upto - self._seen:
+                # Records below the epoch are missing and no snapshot covers them: the
+                # journal was lost. Treat every entry stored before now as stale.
+                log.warning(
+                    "cacheplug: invalidation journal in %s is incomplete; treating all entries as stale",
+                    self.directory,
+                )
+                self.mirror = {}
+                self.floor = upto
+                self._seen = upto
                 return
-            for tag in tags:
-                self.mirror[tag] = seq
-                if tag.startswith("\x00k:"):
-                    self.keyed = True
-            self.last = (seq, frozenset(tags))
-            self._seen = seq
+        for seq, tags in records:
+            self._apply(seq, tags)
 
     floor = 0  # entries with a seq below this are stale (set only when the journal was lost)
 
@@ -211,12 +273,13 @@ class HostVersions:
         try:
             with self._lock, self._locked():
                 seq = self.epoch[0] + 1
-                # No retry: diskcache retries a locked database forever, and an invalidation
-                # that cannot be recorded within the journal's timeout must fail closed.
-                self._journal.set(seq, record, retry=False)
+                self._journal.set(seq, record)
                 self.epoch[0] = seq
+                if self._seen == seq - 1:
+                    self._apply(seq, record)  # up to date: no need to read back our own record
                 if seq % _SNAPSHOT_EVERY == 0:
-                    self._snapshot(seq)
+                    self._replay(seq)
+                    self._journal.write_snapshot(seq, dict(self.mirror), seq - _SNAPSHOT_EVERY)
         except InvalidationError:
             raise
         except Exception as exc:
@@ -228,13 +291,6 @@ class HostVersions:
         with contextlib.suppress(Exception):  # recorded; catching up can wait for a read
             self.sync()
         return seq
-
-    def _snapshot(self, seq: int) -> None:
-        self._replay(seq)
-        self._journal.set(_SNAPSHOT_KEY, (seq, dict(self.mirror)), retry=False)
-        with self._journal.transact(retry=False):
-            for old in range(max(1, seq - 2 * _SNAPSHOT_EVERY + 1), seq - _SNAPSHOT_EVERY + 1):
-                self._journal.delete(old, retry=False)
 
     def close(self) -> None:
         with contextlib.suppress(Exception):

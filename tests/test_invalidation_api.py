@@ -731,7 +731,7 @@ def test_invalidation_blocked_by_a_locked_journal_raises_instead_of_hanging(
     # The journal's SQLite lock timeout is 10 s; a short one keeps the test fast. The
     # invalidation runs in a new thread so that it opens a connection with that timeout.
     store._journal._timeout = 0.2  # type: ignore[attr-defined]
-    locker = sqlite3.connect(os.path.join(store.directory, "journal", "cache.db"), isolation_level=None)  # type: ignore[attr-defined]
+    locker = sqlite3.connect(os.path.join(store.directory, "journal", "journal.db"), isolation_level=None)  # type: ignore[attr-defined]
     outcome: list[BaseException | None] = []
 
     def invalidate() -> None:
