@@ -109,10 +109,14 @@ class Binding:
         "cache",
         "fa_tag",
         "fn_tag",
+        "fresh",
         "hits",
         "ident",
+        "key_prefix",
+        "lock",
         "misses",
         "shelf",
+        "signature",
         "skeys",
         "warned",
     )
@@ -131,6 +135,15 @@ class Binding:
         self.hits = Tally()
         self.misses = Tally()
         self.warned = False
+        # Which invalidations can touch this function's entries: any tag in ``signature``
+        # (its static tags, the families of its tag templates) or a key tag under
+        # ``key_prefix``. ``None``: any invalidation may (direct API, captured dependencies).
+        self.signature: frozenset[str] | None = None
+        self.key_prefix = ""
+        # [fresh_since, checked]: no invalidation in (fresh_since, checked] can touch this
+        # function's entries. Read checked first, written last (see Cache.advance).
+        self.fresh = [0, -1]
+        self.lock = threading.Lock()
 
 
 class Pending:
@@ -256,8 +269,14 @@ class Cache:
 
     # -- bindings -------------------------------------------------------------------------
 
-    def binding(self, ident: str, meta: Any, static_tags: Iterable[str] = ()) -> Binding:
-        """The binding of function ``ident`` (``""``: direct calls) in this cache."""
+    def binding(
+        self, ident: str, meta: Any, static_tags: Iterable[str] = (), relevance: Iterable[str] | None = None
+    ) -> Binding:
+        """The binding of function ``ident`` (``""``: direct calls) in this cache.
+
+        ``relevance``: the tags (besides the static ones) through which an invalidation can
+        reach the function's entries; ``None`` means any invalidation may.
+        """
         found = self._bindings.get(meta if meta is not None else ident)
         if found is not None:
             return found
@@ -273,6 +292,9 @@ class Cache:
             fn = inv.fn_tag(self.namespace, ident)
             base = (self.ns_tag, fn, *dict.fromkeys(static_tags))
             found = Binding(self, ident, shelf, base)
+            if meta is not None and relevance is not None:
+                found.signature = frozenset((*base, *relevance))
+                found.key_prefix = inv.key_tag(f"{self._prefix}fn:{meta.name}(")
             self._bindings[meta if meta is not None else ident] = found
             return found
 
@@ -314,13 +336,15 @@ class Cache:
         versions = self.versions
         if seq < versions.floor:
             return False
-        last_seq, last_tags = versions.last
-        if last_seq == current == seq + 1:
-            # One invalidation since the entry was checked: one set operation decides.
-            if not last_tags.isdisjoint(entry.tags):
-                return False
-            if versions.keyed and inv.key_tag(self._cached_skey(entry)) in last_tags:
-                return False
+        recent = versions.recent
+        gap = current - seq
+        if 0 < gap <= len(recent) and recent[-1][0] == current and recent[-gap][0] == seq + 1:
+            # A few invalidations since the entry was checked: one set operation each.
+            tags = entry.tags
+            key = inv.key_tag(self._cached_skey(entry)) if versions.keyed else None
+            for _, invalidated in recent[-gap:]:
+                if not invalidated.isdisjoint(tags) or key in invalidated:
+                    return False
             entry.seq = current
             return True
         get = versions.mirror.get
@@ -331,6 +355,71 @@ class Cache:
             return False  # some key was invalidated once, maybe this entry's
         entry.seq = current
         return True
+
+    def recheck_in(self, binding: Binding, entry: Entry) -> bool:
+        """The fast path's check after the epoch moved: advance the function's shortcut, then
+        accept the entry if no relevant invalidation came after it, else check its tags."""
+        try:
+            current = self.versions.sync()
+        except Exception as exc:
+            self._fault("versions", "sync", exc)
+            return False
+        fresh = binding.fresh
+        if fresh[1] != current:
+            self.advance(binding, current)
+        if fresh[1] == current and entry.seq >= fresh[0]:
+            entry.seq = current
+            return True
+        return self.recheck(entry)
+
+    def advance(self, binding: Binding, current: int) -> None:
+        """Look at the invalidations since the binding was last checked, once per epoch move.
+
+        O(invalidations since) per function, not per entry: afterwards every entry of the
+        function that no relevant invalidation reached is accepted by one comparison.
+        """
+        versions = self.versions
+        with binding.lock:
+            fresh = binding.fresh
+            checked, since = fresh[1], fresh[0]
+            if checked >= current:
+                return
+            recent = versions.recent
+            signature = binding.signature
+            if (
+                signature is None
+                or checked < 0
+                or not recent
+                or recent[-1][0] < current
+                or recent[0][0] > checked + 1
+            ):
+                since = current  # cannot tell: every entry older than now gets its own check
+            else:
+                prefix = binding.key_prefix
+                for seq, tags in recent:
+                    if checked < seq <= current and (
+                        not signature.isdisjoint(tags) or any(t.startswith(prefix) for t in tags)
+                    ):
+                        since = seq
+            since = max(since, versions.floor)
+            fresh[0] = since  # first: a reader that sees the new ``checked`` sees this too
+            fresh[1] = current
+
+    @staticmethod
+    def _covered(signature: frozenset[str], tags: Iterable[str]) -> bool:
+        """Can every invalidation that reaches ``tags`` be seen through ``signature``?"""
+        for tag in tags:
+            if tag in signature:
+                continue
+            if tag.startswith("\x00") or signature.isdisjoint(inv.families(tag)):
+                return False
+        return True
+
+    def _unshortcut(self, binding: Binding) -> None:
+        """The function's entries may now carry tags outside its signature (captured deps)."""
+        with binding.lock:
+            binding.signature = None
+            binding.fresh[1] = -1
 
     def _cached_skey(self, entry: Entry) -> str:
         skey = entry.skey
@@ -417,6 +506,9 @@ class Cache:
         above: Sequence[Tier],
     ) -> None:
         if self.memory is not None and binding.shelf is not _EMPTY_SHELF:
+            if binding.signature is not None and not self._covered(binding.signature, entry.tags):
+                # Computed elsewhere with captured dependencies: the shortcut can't judge it.
+                self._unshortcut(binding)
             self.memory.put(binding.shelf, fkey, entry.copy_for(skey))
         for tier in above:
             try:
@@ -453,6 +545,8 @@ class Cache:
             for read in bucket:
                 captured.update(dict.fromkeys(read.cache.entry_tags(read.entry)))
             tags = tuple(captured)
+            if pending.binding.signature is not None:
+                self._unshortcut(pending.binding)
         else:
             tags = pending.tags  # shared by every entry of the function: no allocation
         now = self.clock()

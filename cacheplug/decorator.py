@@ -15,6 +15,7 @@ through the coordinator.
 from __future__ import annotations
 
 import copy as _copy
+import functools
 import inspect
 import itertools
 import weakref
@@ -235,6 +236,16 @@ class _Core:
                 out.append(template if family is None else family)
         return out
 
+    def relevance(self) -> list[str]:
+        """Tags through which an invalidation can reach this function's entries (templates)."""
+        if self.tags_callable is not None:
+            return [inv.ANY_TAG_FAMILY]
+        out = []
+        for template in self.tag_templates:
+            family = inv.template_family(template)
+            out.append(template if family is None else family)
+        return out
+
     # -- binding to a cache ----------------------------------------------------------------
 
     def cache(self) -> Cache:
@@ -242,12 +253,19 @@ class _Core:
         return found if found is not None else config.get_cache()
 
     def binding(self, cache: Cache) -> Binding:
-        binding = cache.binding(self.ident, self, self.dependency_tags(cache.namespace))
+        binding = cache.binding(self.ident, self, self.dependency_tags(cache.namespace), self.relevance())
         bound = self.bound
         if bound is None or bound[0] is not cache:
             if cache._chain is None and cache.enabled and not cache.closed:
                 self.bound = (cache, binding)
-                self.rebind(binding.shelf, cache.epoch, cache.clock, binding.hits.counter, cache.recheck)
+                self.rebind(
+                    binding.shelf,
+                    cache.epoch,
+                    cache.clock,
+                    binding.hits.counter,
+                    functools.partial(cache.recheck_in, binding),
+                    binding.fresh,
+                )
             else:
                 self.unbind()
         return binding
@@ -255,7 +273,7 @@ class _Core:
     def unbind(self) -> None:
         """Send every call through the general path until the next one binds again."""
         self.bound = None
-        self.rebind(_EMPTY, _NO_EPOCH, float, _UNCOUNTED, bool)
+        self.rebind(_EMPTY, _NO_EPOCH, float, _UNCOUNTED, bool, [0, -1])
 
     def skey_of_fkey(self, prefix: str) -> Callable[[Hashable], str]:
         head = f"{prefix}fn:{self.name}("
@@ -479,7 +497,9 @@ try:
     entry = shelf[args]  # a subscript is cheaper than .get(); a miss costs a compute anyway
 except KeyError:
     {absent}
-if entry.deadline > clock() and (entry.seq == epoch[0] or recheck(entry)):
+if entry.deadline > clock() and (
+    entry.seq == epoch[0] or (fresh[1] == epoch[0] and entry.seq >= fresh[0]) or recheck(entry)
+):
     entry.ref = True
     next_(hits)
     if active and capturing() is not None:
@@ -492,14 +512,14 @@ def build(
     func, call, call_values, miss, acall, active, capturing, note_hit,
     FAST, EMPTY, NO_EPOCH, NA, next_, counter,
 ):
-    shelf, epoch, clock, hits, recheck = EMPTY, NO_EPOCH, float, counter, bool
+    shelf, epoch, clock, hits, recheck, fresh = EMPTY, NO_EPOCH, float, counter, bool, [0, -1]
 
-    def rebind(new_shelf, new_epoch, new_clock, new_hits, new_recheck):
+    def rebind(new_shelf, new_epoch, new_clock, new_hits, new_recheck, new_fresh):
         # Cells are written one by one: the empty shelf first and the new shelf last, so a
         # concurrent hit never pairs an entry of one cache with the epoch of another.
-        nonlocal shelf, epoch, clock, hits, recheck
+        nonlocal shelf, epoch, clock, hits, recheck, fresh
         shelf = EMPTY
-        epoch, clock, hits, recheck = new_epoch, new_clock, new_hits, new_recheck
+        epoch, clock, hits, recheck, fresh = new_epoch, new_clock, new_hits, new_recheck, new_fresh
         shelf = new_shelf
 
 {call_def}
@@ -546,7 +566,7 @@ _POSITIONAL_CALL = """\
 _TEMPLATE_NAMES = frozenset({
     "func", "call", "call_values", "miss", "acall", "active", "capturing", "note_hit", "FAST",
     "EMPTY", "NO_EPOCH", "NA", "next_", "counter", "shelf", "epoch", "clock", "hits", "rebind",
-    "probe", "args", "entry", "type", "recheck", "bool", "float",
+    "probe", "args", "entry", "type", "recheck", "bool", "float", "fresh",
 })  # fmt: skip
 
 

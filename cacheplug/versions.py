@@ -42,6 +42,8 @@ log = logging.getLogger("cacheplug")
 # Every this many invalidations the journal is folded into one snapshot record and the
 # records older than one window are deleted, so the journal stays bounded.
 _SNAPSHOT_EVERY = 1024
+# How many of the latest invalidations each process keeps as tag sets for quick rechecks.
+_RECENT = 16
 
 
 class Versions(Protocol):
@@ -50,9 +52,10 @@ class Versions(Protocol):
     epoch: Any  # epoch[0] is the current sequence number (an int-indexable view)
     mirror: dict[str, int]
     keyed: bool  # whether any key tag was ever invalidated (stores then check key tags)
-    # (seq, tags) of the latest invalidation this process has seen: an entry checked just
-    # before it is rechecked with one set operation instead of one lookup per tag.
-    last: tuple[int, frozenset[str]]
+    # (seq, tags) of the latest invalidations this process has seen, oldest first (a tuple,
+    # replaced whole): an entry checked shortly before them is rechecked with one set
+    # operation per invalidation instead of one lookup per tag.
+    recent: tuple[tuple[int, frozenset[str]], ...]
 
     def sync(self) -> int:
         """Bring ``mirror`` up to date; return the epoch it now reflects."""
@@ -83,7 +86,7 @@ class LocalVersions:
         self.epoch = array.array("q", [0])
         self.mirror: dict[str, int] = {}
         self.keyed = False
-        self.last: tuple[int, frozenset[str]] = (0, frozenset())
+        self.recent: tuple[tuple[int, frozenset[str]], ...] = ()
         self._lock = threading.Lock()
 
     def sync(self) -> int:
@@ -99,7 +102,7 @@ class LocalVersions:
                 self.mirror[tag] = seq
                 if tag.startswith("\x00k:"):
                     self.keyed = True
-            self.last = (seq, tags)
+            self.recent = (*self.recent[1 - _RECENT :], (seq, tags))
             # Published last: a reader that sees the new epoch also sees the versions.
             self.epoch[0] = seq
             return seq
@@ -199,7 +202,7 @@ class HostVersions:
                 self.epoch[0] = self._journal.high()
         self.mirror: dict[str, int] = {}
         self.keyed = False
-        self.last: tuple[int, frozenset[str]] = (0, frozenset())
+        self.recent: tuple[tuple[int, frozenset[str]], ...] = ()
         self._seen = 0
         self._lock = threading.Lock()
         self._reload()
@@ -229,7 +232,7 @@ class HostVersions:
             self.mirror[tag] = seq
             if tag.startswith("\x00k:"):
                 self.keyed = True
-        self.last = (seq, frozen)
+        self.recent = (*self.recent[1 - _RECENT :], (seq, frozen))
         self._seen = seq
 
     def _replay(self, upto: int) -> None:
