@@ -41,7 +41,21 @@ log = logging.getLogger("cacheplug")
 T = TypeVar("T")
 
 _OPEN: weakref.WeakSet[Cache] = weakref.WeakSet()
-_EMPTY_SHELF: dict[Any, Any] = {}
+
+
+class _NoShelf(dict[Any, Any]):
+    """The shelf of a binding without a memory tier: every lookup finds an expired entry.
+
+    Subscripting it returns that entry instead of raising ``KeyError``, so the decorator's
+    fast path falls through to the shared tiers without paying for an exception.
+    """
+
+    def __missing__(self, key: Any) -> Entry:
+        return _DEAD
+
+
+_DEAD = Entry(None, 0.0, float("-inf"), -1)
+_EMPTY_SHELF: dict[Any, Any] = _NoShelf()
 
 
 _UNBIND_HOOKS: list[Callable[[Cache | None], None]] = []
@@ -517,9 +531,9 @@ class Cache:
                 self._fault(tier.name, "set", exc)
 
     def _expire_hint(self, entry: Entry, now: float) -> float | None:
-        if entry.expires is None or not self._real_clock:
-            return None
-        return entry.expires - now
+        # Expiry is judged on read by the cache's clock; the storage's own expiry would only
+        # reclaim rows earlier, and costs every store. Reclamation: eviction and sweep().
+        return None
 
     # -- computations ---------------------------------------------------------------------
 

@@ -26,7 +26,7 @@ import wrapt
 
 from . import config
 from . import invalidation as inv
-from .coordinator import Binding, Cache, _Read, _ttl_seconds, on_unbind
+from .coordinator import _EMPTY_SHELF, Binding, Cache, _Read, _ttl_seconds, on_unbind
 from .envelope import MISS
 from .errors import ConfigurationError
 from .keys import _FALSE, _FLOAT, _TRUE, encode, encode_call, fast_key, fingerprint
@@ -37,7 +37,7 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 _SERIAL = itertools.count(1)
-_EMPTY: dict[Any, Any] = {}
+_EMPTY = _EMPTY_SHELF
 _NO_EPOCH = (-1,)
 _NA = type("_NotGiven", (), {"__repr__": lambda self: "<not given>"})()
 _FAST_TYPES = frozenset({int, str, bytes, type(None)})
@@ -419,7 +419,7 @@ class _Core:
         if cache._lower:
             # The fast path already looked in memory (and rechecked a moved epoch): go
             # straight to the shared tiers.
-            skey = self.shared_key(cache, binding, args)
+            skey = binding.skeys.get(args) or self.shared_key(cache, binding, args)
             entry = cache.read_lower(binding, args, skey, cache.clock())
             if entry is not MISS:
                 return cache.hit(binding, entry)
