@@ -33,7 +33,7 @@ typecheck: $(STAMP_DEV)
 	$(BIN)/mypy --strict cacheplug
 
 docs: $(STAMP_DEV)
-	$(BIN)/mkdocs build --strict --quiet --site-dir $(VENV)/site
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet --site-dir $(VENV)/site
 
 pytest: $(STAMP_DEV)
 	$(BIN)/python -m pytest tests -q
