@@ -490,6 +490,7 @@ class Cache:
     def read_lower(self, binding: Binding, fkey: Hashable, skey: str, now: float) -> Entry | Any:
         """The fresh entry from the tiers below memory, promoted upward, or ``MISS``."""
         offset = len(self.tiers) - len(self._lower)
+        epoch = self.epoch
         for i, tier in enumerate(self._lower):
             try:
                 found = tier.get(skey)
@@ -498,7 +499,8 @@ class Cache:
                 continue
             if found is MISS:
                 continue
-            if not self.live(found, now):
+            # live(), inlined: this is every disk hit's path.
+            if found.deadline <= now or (found.seq != epoch[0] and not self.recheck(found)):
                 try:
                     tier.delete(skey)
                 except Exception as exc:

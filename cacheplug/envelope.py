@@ -21,6 +21,7 @@ __all__ = ["FORMAT", "MISS", "Entry", "dumps", "loads"]
 
 FORMAT: Final = 1
 _NEVER = float("inf")
+_new_entry = object.__new__
 _PICKLE_PROTOCOL: Final = 5
 _EMPTY: tuple[str, ...] = ()
 
@@ -117,12 +118,14 @@ def dumps(entry: Entry) -> bytes:
 def loads(data: bytes, skey: str | None = None) -> Entry:
     """Rebuild an entry; raise :class:`SerializationError` for corrupt or foreign data."""
     try:
-        record = pickle.loads(data)
-        fmt, value, created, expires, seq, tags, cost = record
+        fmt, value, created, expires, seq, tags, cost = pickle.loads(data)
     except Exception as exc:
         raise SerializationError(f"stored entry cannot be read back: {exc!r}") from exc
     if fmt != FORMAT:
         raise SerializationError(f"stored entry has format {fmt!r}, this release reads {FORMAT}")
-    entry = Entry(value, created, expires, seq, tags, 0.0, skey)
-    entry.cost = cost
+    # Built field by field: this runs on every read from a shared tier.
+    entry = _new_entry(Entry)
+    entry.value, entry.created, entry.expires, entry.seq, entry.tags = value, created, expires, seq, tags
+    entry.deadline = _NEVER if expires is None else expires
+    entry.cost, entry.skey, entry.shelf, entry.fkey, entry.ref = cost, skey, None, None, False
     return entry
