@@ -4,12 +4,9 @@ Everything about a function is decided once, at decoration time: sync or async, 
 parameters make the key, whether the fast path applies, the tag templates. Bad arguments
 raise :class:`~cacheplug.errors.ConfigurationError` there and then.
 
-The fast path: each decorated function gets its own small ``wrapt.FunctionWrapper``
-subclass whose ``__call__`` is a closure. For a call with positional arguments that are all
-``int``, ``str``, ``bytes`` or ``None``, the argument tuple itself is the memory key, so a
-hit is one ``dict.get`` plus two integer comparisons (expiry, epoch) — no key string is
-built and no lock is taken. Every other call, and every miss, takes the general path
-through the coordinator.
+Each decorated function gets its own small ``wrapt.FunctionWrapper`` subclass whose
+``__call__`` is generated for it (``cacheplug.fastpath``); every call that path cannot
+serve, and every miss, goes through ``_Core`` and the coordinator.
 """
 
 from __future__ import annotations
@@ -26,9 +23,11 @@ import wrapt
 
 from . import config
 from . import invalidation as inv
-from .coordinator import _EMPTY_SHELF, Binding, Cache, _Read, _ttl_seconds, on_unbind
+from .calls import Binding, _Read, _ttl_seconds
+from .coordinator import Cache, on_unbind
 from .envelope import MISS
 from .errors import ConfigurationError
+from .fastpath import _EMPTY, _NA, _NO_EPOCH, _UNCOUNTED, make_call
 from .keys import _FALSE, _FLOAT, _TRUE, encode, encode_call, fast_key, fingerprint
 
 __all__ = ["CacheInfo", "CachedFunction", "cached"]
@@ -37,14 +36,7 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 _SERIAL = itertools.count(1)
-_EMPTY = _EMPTY_SHELF
-_NO_EPOCH = (-1,)
-_NA = type("_NotGiven", (), {"__repr__": lambda self: "<not given>"})()
-_FAST_TYPES = frozenset({int, str, bytes, type(None)})
 _CORES: weakref.WeakSet[_Core] = weakref.WeakSet()
-
-
-_UNCOUNTED = itertools.count()
 
 
 def _no_rebind(*_: Any) -> None:
@@ -492,160 +484,6 @@ class _Core:
         return cache, pending, skey_fn
 
 
-_PROBE = """\
-try:
-    entry = shelf[args]  # a subscript is cheaper than .get(); a miss costs a compute anyway
-except KeyError:
-    {absent}
-if entry.deadline > clock() and (
-    entry.seq == epoch[0] or (fresh[1] == epoch[0] and entry.seq >= fresh[0]) or recheck(entry)
-):
-    entry.ref = True
-    next_(hits)
-    if active and capturing() is not None:
-        note_hit(entry)
-    {found}
-"""
-
-_TEMPLATE = """\
-def build(
-    func, call, call_values, miss, acall, active, capturing, note_hit,
-    FAST, EMPTY, NO_EPOCH, NA, next_, counter,
-):
-    shelf, epoch, clock, hits, recheck, fresh = EMPTY, NO_EPOCH, float, counter, bool, [0, -1]
-
-    def rebind(new_shelf, new_epoch, new_clock, new_hits, new_recheck, new_fresh):
-        # Cells are written one by one: the empty shelf first and the new shelf last, so a
-        # concurrent hit never pairs an entry of one cache with the epoch of another.
-        nonlocal shelf, epoch, clock, hits, recheck, fresh
-        shelf = EMPTY
-        epoch, clock, hits, recheck, fresh = new_epoch, new_clock, new_hits, new_recheck, new_fresh
-        shelf = new_shelf
-
-{call_def}
-
-    def probe(args):
-{unpack_4}
-        if {typecheck}:
-{probe_entry_12}
-        return None
-
-    async def _acall(args, kwargs):
-        if not kwargs and len(args) == {n}:
-            entry = probe(args)
-            if entry is not None:
-                return entry.value
-        return await acall(args, kwargs)
-
-    def __acall__(self, *args, **kwargs):
-        return _acall(args, kwargs)
-
-    return __call__, __acall__, rebind
-"""
-
-# The function's own parameter names, each defaulting to NA: a call binds exactly as the
-# function's would (positional or keyword), the interpreter builds neither an *args tuple
-# nor a **kwargs dict, and a missing argument shows up as NA, which is not a fast type.
-_NAMED_CALL = """\
-    def __call__(__cp_self, {params}):
-        if {typecheck}:
-            args = ({names_tuple})
-{probe_return_12}
-            return miss(args)
-        return call_values(({names_tuple}))"""
-
-# Fallback when a parameter name would shadow a name of the template.
-_POSITIONAL_CALL = """\
-    def __call__(__cp_self, {params}*rest, **kwargs):
-        if not kwargs and not rest and {typecheck}:
-            args = ({names_tuple})
-{probe_return_12}
-            return miss(args)
-        return call(({names_tuple})[: ({present})] + rest, kwargs)"""
-
-_TEMPLATE_NAMES = frozenset({
-    "func", "call", "call_values", "miss", "acall", "active", "capturing", "note_hit", "FAST",
-    "EMPTY", "NO_EPOCH", "NA", "next_", "counter", "shelf", "epoch", "clock", "hits", "rebind",
-    "probe", "args", "entry", "type", "recheck", "bool", "float", "fresh",
-})  # fmt: skip
-
-
-def _indent(text: str, spaces: int) -> str:
-    return "\n".join(" " * spaces + line if line else line for line in text.splitlines())
-
-
-def _make_call(core: _Core) -> Callable[..., Any]:
-    """Build the ``__call__`` of one function's wrapper class (decided once, here).
-
-    The fast path is generated for the function's exact number of parameters (the
-    arguments are unpacked and their types checked without a loop) from one template, in
-    which the sync ``__call__`` and the async ``probe`` share the same lookup text.
-    """
-    func = core.func
-    if not core.fast:
-        call, acall = core.call, core.acall
-
-        def __call__(self: Any, *args: Any, **kwargs: Any) -> Any:
-            return call(args, kwargs, lambda: func(*args, **kwargs))
-
-        def __acall__(self: Any, *args: Any, **kwargs: Any) -> Any:
-            return acall(args, kwargs, lambda: func(*args, **kwargs))
-
-        return __acall__ if core.is_async else __call__
-    n = core.nparams
-    named = not (_TEMPLATE_NAMES & set(core.names)) and not any(x.startswith("__") for x in core.names)
-    names = list(core.names) if named else [f"a{i}" for i in range(n)]
-    typecheck = " and ".join(f"type({a}) in FAST" for a in names) or "True"
-    probe_return = _indent(_PROBE.format(found="return entry.value", absent="return miss(args)"), 12)
-    if named:
-        call_def = _NAMED_CALL.format(
-            params=", ".join(f"{a}=NA" for a in names),
-            typecheck=typecheck,
-            names_tuple="".join(f"{a}, " for a in names),
-            probe_return_12=probe_return,
-        )
-    else:
-        call_def = _POSITIONAL_CALL.format(
-            params="".join(f"{a}=NA, " for a in names) + ("/, " if n else ""),
-            typecheck=typecheck,
-            names_tuple="".join(f"{a}, " for a in names),
-            present="".join(f"{i} if {a} is NA else " for i, a in enumerate(names)) + str(n),
-            probe_return_12=probe_return,
-        )
-    unpack = f"{', '.join(names)}, = args" if n else "pass"
-    source = _TEMPLATE.format(
-        n=n,
-        call_def=call_def,
-        typecheck=typecheck,
-        unpack_4=_indent(unpack, 8),
-        probe_entry_12=_indent(_PROBE.format(found="return entry", absent="return None"), 12),
-    )
-    namespace: dict[str, Any] = {}
-    exec(compile(source, f"<cacheplug fast path of {core.name}>", "exec"), namespace)
-    sync_call, async_call, rebind = namespace["build"](
-        func,
-        core.call_direct,
-        core.call_values,
-        core.miss_direct,
-        core.acall_direct,
-        inv.ACTIVE,
-        inv.CAPTURE.get,
-        core.note_hit,
-        _FAST_TYPES,
-        _EMPTY,
-        _NO_EPOCH,
-        _NA,
-        next,
-        itertools.count(),
-    )
-    core.rebind = rebind
-    # Argument errors raised by the interpreter name the user's function, not the template.
-    sync_call.__code__ = sync_call.__code__.replace(co_name=func.__name__, co_qualname=func.__qualname__)
-    sync_call.__name__, sync_call.__qualname__ = func.__name__, func.__qualname__
-    result: Callable[..., Any] = async_call if core.is_async else sync_call
-    return result
-
-
 class BoundCachedFunction(wrapt.BoundFunctionWrapper[..., Any]):
     """A cached method bound to an instance or class; helpers include the instance in the key."""
 
@@ -775,7 +613,7 @@ def _wrap(func: Any, options: dict[str, Any]) -> Any:
         "CachedFunction",
         (CachedFunction,),
         {
-            "__call__": _make_call(core),
+            "__call__": make_call(core),
             "__module__": CachedFunction.__module__,
             "__qualname__": CachedFunction.__qualname__,
         },

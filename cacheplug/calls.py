@@ -1,0 +1,166 @@
+"""What one cached call carries through the coordinator: its function's binding to a cache,
+the computation in flight, the reads it reports, and the counters.
+
+A :class:`Binding` is one function (or the direct ``Cache`` API) in one cache: its memory
+shelf, the tags every entry of it carries, its exact counters, and the per-function
+shortcut that lets invalidations which cannot reach the function cost its hits one
+comparison (see ``Cache.advance``).
+"""
+
+from __future__ import annotations
+
+import datetime
+import itertools
+import threading
+from typing import TYPE_CHECKING, Any
+
+from . import invalidation as inv
+from .envelope import Entry
+from .errors import ConfigurationError
+from .tiers.memory import Shelf
+
+if TYPE_CHECKING:
+    from collections.abc import Hashable
+
+    from .coordinator import Cache
+
+__all__ = ["Binding", "CacheStats", "Pending", "Tally"]
+
+
+class _NoShelf(dict[Any, Any]):
+    """The shelf of a binding without a memory tier: every lookup finds an expired entry.
+
+    Subscripting it returns that entry instead of raising ``KeyError``, so the decorator's
+    fast path falls through to the shared tiers without paying for an exception.
+    """
+
+    def __missing__(self, key: Any) -> Entry:
+        return _DEAD
+
+
+_DEAD = Entry(None, 0.0, float("-inf"), -1)
+_EMPTY_SHELF: dict[Any, Any] = _NoShelf()
+
+
+class Tally:
+    """An exact counter safe across threads without a lock (``itertools.count`` is atomic)."""
+
+    __slots__ = ("add", "counter")
+
+    def __init__(self) -> None:
+        self.counter = itertools.count()
+        self.add = self.counter.__next__
+
+    @property
+    def value(self) -> int:
+        return int(repr(self.counter)[6:-1])
+
+
+class CacheStats(dict[str, Any]):
+    """A snapshot of a cache's counters (a ``dict`` with attribute access)."""
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+def _ttl_seconds(ttl: Any, what: str) -> float | None:
+    if ttl is None:
+        return None
+    if isinstance(ttl, datetime.timedelta):
+        ttl = ttl.total_seconds()
+    if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or ttl != ttl or ttl < 0:
+        raise ConfigurationError(
+            f"{what} must be None, a number of seconds >= 0 or a datetime.timedelta, got {ttl!r}"
+        )
+    return float(ttl)
+
+
+class Binding:
+    """One function (or the direct API) in one cache: its shelf, tags and counters."""
+
+    __slots__ = (
+        "base_tags",
+        "base_tags_fn",
+        "cache",
+        "fa_tag",
+        "fn_tag",
+        "fresh",
+        "hits",
+        "ident",
+        "key_prefix",
+        "lock",
+        "misses",
+        "shelf",
+        "signature",
+        "skeys",
+        "warned",
+    )
+
+    def __init__(
+        self, cache: Cache, ident: str, shelf: Shelf | dict[Any, Any], base_tags: tuple[str, ...]
+    ) -> None:
+        self.cache = cache
+        self.ident = ident
+        self.shelf = shelf
+        self.base_tags = base_tags
+        self.base_tags_fn = lambda: base_tags
+        self.skeys: dict[Any, str] = {}
+        self.fn_tag = inv.fn_tag(cache.namespace, ident)
+        self.fa_tag = inv.fn_any_tag(cache.namespace, ident)
+        self.hits = Tally()
+        self.misses = Tally()
+        self.warned = False
+        # Which invalidations can touch this function's entries: any tag in ``signature``
+        # (its static tags, the families of its tag templates) or a key tag under
+        # ``key_prefix``. ``None``: any invalidation may (direct API, captured dependencies).
+        self.signature: frozenset[str] | None = None
+        self.key_prefix = ""
+        # [fresh_since, checked]: no invalidation in (fresh_since, checked] can touch this
+        # function's entries. Read checked first, written last (see Cache.advance).
+        self.fresh = [0, -1]
+        self.lock = threading.Lock()
+
+
+class Pending:
+    """A computation in flight: what it needs to be stored when it finishes.
+
+    Creating it snapshots nothing but the epoch (``seq0``) and starts capturing the cached
+    reads the computation makes (a context variable, so threads and tasks stay apart).
+    """
+
+    __slots__ = ("binding", "bucket", "fkey", "seq0", "skey", "start", "tags", "token", "ttl")
+
+    # ``start`` is the cache clock's reading when the computation began: its cost is measured
+    # on the same clock as expiry (a fake clock in tests gives fake, consistent costs).
+
+    def __init__(
+        self,
+        binding: Binding,
+        fkey: Hashable,
+        skey: str | None,
+        tags: tuple[str, ...],
+        ttl: float | None,
+        seq0: int,
+        start: float,
+    ) -> None:
+        self.binding = binding
+        self.fkey = fkey
+        self.skey = skey
+        self.tags = tags
+        self.ttl = ttl
+        self.seq0 = seq0
+        self.bucket, self.token = inv.capture_begin()
+        self.start = start
+
+
+class _Read:
+    """What a capturing computation records about one read: the entry and its cache."""
+
+    __slots__ = ("cache", "entry")
+
+    def __init__(self, cache: Cache, entry: Entry) -> None:
+        self.cache = cache
+        self.entry = entry

@@ -1,0 +1,183 @@
+"""The generated fast path of each cached function.
+
+For a call whose arguments are all ``int``, ``str``, ``bytes`` or ``None``, the tuple of
+arguments itself is the memory key, so a hit is one dict subscript plus the expiry and
+epoch comparisons: no key string is built and no lock is taken. The code is generated once
+per function, at decoration time, for its exact parameters (bound by name, so the call
+needs neither an ``*args`` tuple nor a ``**kwargs`` dict), from one template in which the
+sync ``__call__`` and the async ``probe`` share the same lookup text.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from . import invalidation as inv
+from .calls import _EMPTY_SHELF
+
+if TYPE_CHECKING:
+    from .decorator import _Core
+
+__all__ = ["make_call"]
+
+_EMPTY = _EMPTY_SHELF
+_NO_EPOCH = (-1,)
+_NA = type("_NotGiven", (), {"__repr__": lambda self: "<not given>"})()
+_FAST_TYPES = frozenset({int, str, bytes, type(None)})
+_UNCOUNTED = itertools.count()
+
+
+_PROBE = """\
+try:
+    entry = shelf[args]  # a subscript is cheaper than .get(); a miss costs a compute anyway
+except KeyError:
+    {absent}
+if entry.deadline > clock() and (
+    entry.seq == epoch[0] or (fresh[1] == epoch[0] and entry.seq >= fresh[0]) or recheck(entry)
+):
+    entry.ref = True
+    next_(hits)
+    if active and capturing() is not None:
+        note_hit(entry)
+    {found}
+"""
+
+_TEMPLATE = """\
+def build(
+    func, call, call_values, miss, acall, active, capturing, note_hit,
+    FAST, EMPTY, NO_EPOCH, NA, next_, counter,
+):
+    shelf, epoch, clock, hits, recheck, fresh = EMPTY, NO_EPOCH, float, counter, bool, [0, -1]
+
+    def rebind(new_shelf, new_epoch, new_clock, new_hits, new_recheck, new_fresh):
+        # Cells are written one by one: the empty shelf first and the new shelf last, so a
+        # concurrent hit never pairs an entry of one cache with the epoch of another.
+        nonlocal shelf, epoch, clock, hits, recheck, fresh
+        shelf = EMPTY
+        epoch, clock, hits, recheck, fresh = new_epoch, new_clock, new_hits, new_recheck, new_fresh
+        shelf = new_shelf
+
+{call_def}
+
+    def probe(args):
+{unpack_4}
+        if {typecheck}:
+{probe_entry_12}
+        return None
+
+    async def _acall(args, kwargs):
+        if not kwargs and len(args) == {n}:
+            entry = probe(args)
+            if entry is not None:
+                return entry.value
+        return await acall(args, kwargs)
+
+    def __acall__(self, *args, **kwargs):
+        return _acall(args, kwargs)
+
+    return __call__, __acall__, rebind
+"""
+
+# The function's own parameter names, each defaulting to NA: a call binds exactly as the
+# function's would (positional or keyword), the interpreter builds neither an *args tuple
+# nor a **kwargs dict, and a missing argument shows up as NA, which is not a fast type.
+_NAMED_CALL = """\
+    def __call__(__cp_self, {params}):
+        if {typecheck}:
+            args = ({names_tuple})
+{probe_return_12}
+            return miss(args)
+        return call_values(({names_tuple}))"""
+
+# Fallback when a parameter name would shadow a name of the template.
+_POSITIONAL_CALL = """\
+    def __call__(__cp_self, {params}*rest, **kwargs):
+        if not kwargs and not rest and {typecheck}:
+            args = ({names_tuple})
+{probe_return_12}
+            return miss(args)
+        return call(({names_tuple})[: ({present})] + rest, kwargs)"""
+
+_TEMPLATE_NAMES = frozenset({
+    "func", "call", "call_values", "miss", "acall", "active", "capturing", "note_hit", "FAST",
+    "EMPTY", "NO_EPOCH", "NA", "next_", "counter", "shelf", "epoch", "clock", "hits", "rebind",
+    "probe", "args", "entry", "type", "recheck", "bool", "float", "fresh",
+})  # fmt: skip
+
+
+def _indent(text: str, spaces: int) -> str:
+    return "\n".join(" " * spaces + line if line else line for line in text.splitlines())
+
+
+def make_call(core: _Core) -> Callable[..., Any]:
+    """Build the ``__call__`` of one function's wrapper class (decided once, here).
+
+    The fast path is generated for the function's exact number of parameters (the
+    arguments are unpacked and their types checked without a loop) from one template, in
+    which the sync ``__call__`` and the async ``probe`` share the same lookup text.
+    """
+    func = core.func
+    if not core.fast:
+        call, acall = core.call, core.acall
+
+        def __call__(self: Any, *args: Any, **kwargs: Any) -> Any:
+            return call(args, kwargs, lambda: func(*args, **kwargs))
+
+        def __acall__(self: Any, *args: Any, **kwargs: Any) -> Any:
+            return acall(args, kwargs, lambda: func(*args, **kwargs))
+
+        return __acall__ if core.is_async else __call__
+    n = core.nparams
+    named = not (_TEMPLATE_NAMES & set(core.names)) and not any(x.startswith("__") for x in core.names)
+    names = list(core.names) if named else [f"a{i}" for i in range(n)]
+    typecheck = " and ".join(f"type({a}) in FAST" for a in names) or "True"
+    probe_return = _indent(_PROBE.format(found="return entry.value", absent="return miss(args)"), 12)
+    if named:
+        call_def = _NAMED_CALL.format(
+            params=", ".join(f"{a}=NA" for a in names),
+            typecheck=typecheck,
+            names_tuple="".join(f"{a}, " for a in names),
+            probe_return_12=probe_return,
+        )
+    else:
+        call_def = _POSITIONAL_CALL.format(
+            params="".join(f"{a}=NA, " for a in names) + ("/, " if n else ""),
+            typecheck=typecheck,
+            names_tuple="".join(f"{a}, " for a in names),
+            present="".join(f"{i} if {a} is NA else " for i, a in enumerate(names)) + str(n),
+            probe_return_12=probe_return,
+        )
+    unpack = f"{', '.join(names)}, = args" if n else "pass"
+    source = _TEMPLATE.format(
+        n=n,
+        call_def=call_def,
+        typecheck=typecheck,
+        unpack_4=_indent(unpack, 8),
+        probe_entry_12=_indent(_PROBE.format(found="return entry", absent="return None"), 12),
+    )
+    namespace: dict[str, Any] = {}
+    exec(compile(source, f"<cacheplug fast path of {core.name}>", "exec"), namespace)
+    sync_call, async_call, rebind = namespace["build"](
+        func,
+        core.call_direct,
+        core.call_values,
+        core.miss_direct,
+        core.acall_direct,
+        inv.ACTIVE,
+        inv.CAPTURE.get,
+        core.note_hit,
+        _FAST_TYPES,
+        _EMPTY,
+        _NO_EPOCH,
+        _NA,
+        next,
+        itertools.count(),
+    )
+    core.rebind = rebind
+    # Argument errors raised by the interpreter name the user's function, not the template.
+    sync_call.__code__ = sync_call.__code__.replace(co_name=func.__name__, co_qualname=func.__qualname__)
+    sync_call.__name__, sync_call.__qualname__ = func.__name__, func.__qualname__
+    result: Callable[..., Any] = async_call if core.is_async else sync_call
+    return result
