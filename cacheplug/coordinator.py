@@ -105,7 +105,6 @@ class Cache:
         self.default_ttl = _ttl_seconds(default_ttl, "default_ttl")
         self.namespace = namespace
         self.clock: Callable[[], float] = clock if clock is not None else time.time
-        self._real_clock = clock is None or clock is time.time
         self._enabled = enabled
         self.middleware = tuple(middleware)
         self._chain = compose(self.middleware)
@@ -208,12 +207,25 @@ class Cache:
             return True
         return self.recheck(entry)
 
-    def recheck(self, entry: Entry) -> bool:
-        """Is an unexpired entry still fresh although the epoch moved? (Advances its ``seq``.)"""
+    def _sync(self) -> int | None:
+        """Catch up with the host's invalidations; ``None`` (a counted fault) if that fails."""
         try:
-            current = self.versions.sync()
+            return self.versions.sync()
         except Exception as exc:
             self._fault("versions", "sync", exc)
+            return None
+
+    def _untouched_since(self, seq: int, tags: Iterable[str], skey: str | None) -> bool:
+        """No tag in ``tags`` nor the key ``skey`` was invalidated after ``seq``."""
+        versions = self.versions
+        if seq < versions.floor or not fresh(versions.mirror, tags, seq):
+            return False
+        return skey is None or not versions.keyed or versions.mirror.get(inv.key_tag(skey), 0) <= seq
+
+    def recheck(self, entry: Entry) -> bool:
+        """Is an unexpired entry still fresh although the epoch moved? (Advances its ``seq``.)"""
+        current = self._sync()
+        if current is None:
             return False
         seq = entry.seq
         versions = self.versions
@@ -230,22 +242,16 @@ class Cache:
                     return False
             entry.seq = current
             return True
-        get = versions.mirror.get
-        for tag in entry.tags:
-            if get(tag, 0) > seq:
-                return False
-        if versions.keyed and get(inv.key_tag(self._cached_skey(entry)), 0) > seq:
-            return False  # some key was invalidated once, maybe this entry's
+        if not self._untouched_since(seq, entry.tags, self._cached_skey(entry) if versions.keyed else None):
+            return False
         entry.seq = current
         return True
 
     def recheck_in(self, binding: Binding, entry: Entry) -> bool:
         """The fast path's check after the epoch moved: advance the function's shortcut, then
         accept the entry if no relevant invalidation came after it, else check its tags."""
-        try:
-            current = self.versions.sync()
-        except Exception as exc:
-            self._fault("versions", "sync", exc)
+        current = self._sync()
+        if current is None:
             return False
         fresh = binding.fresh
         if fresh[1] != current:
@@ -397,14 +403,9 @@ class Cache:
             self.memory.put(binding.shelf, fkey, entry.copy_for(skey))
         for tier in above:
             try:
-                tier.set(skey, entry, self._expire_hint(entry, now))
+                tier.set(skey, entry)
             except Exception as exc:
                 self._fault(tier.name, "set", exc)
-
-    def _expire_hint(self, entry: Entry, now: float) -> float | None:
-        # Expiry is judged on read by the cache's clock; the storage's own expiry would only
-        # reclaim rows earlier, and costs every store. Reclamation: eviction and sweep().
-        return None
 
     # -- computations ---------------------------------------------------------------------
 
@@ -488,17 +489,10 @@ class Cache:
         if self.epoch[0] != seq0:
             # Something was invalidated while this computed: store only if none of it
             # touched what the value was computed from (the no-stale-set check).
-            try:
-                current = self.versions.sync()
-            except Exception as exc:
-                self._fault("versions", "sync", exc)
+            current = self._sync()
+            if current is None:
                 return
-            mirror = self.versions.mirror
-            if (
-                seq0 < self.versions.floor
-                or not fresh(mirror, entry.tags, seq0)
-                or (skey is not None and mirror.get(inv.key_tag(skey), 0) > seq0)
-            ):
+            if not self._untouched_since(seq0, entry.tags, skey):
                 self.stale_sets.add()
                 return
             entry.seq = current
@@ -515,10 +509,11 @@ class Cache:
         if not self._lower:
             return
         assert skey is not None
-        hint = self._expire_hint(entry, now)
+        # No storage-level expiry: expiry is judged on read by the cache's clock, and the
+        # storage's own would only reclaim rows earlier at a cost on every store.
         for tier in self._lower:
             try:
-                tier.set(skey, entry, hint)
+                tier.set(skey, entry)
             except SerializationError as exc:
                 self.unserializable.add()
                 if not binding.warned:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import copy as _copy
 import functools
 import inspect
-import itertools
 import weakref
 from collections.abc import Callable, Hashable, Iterable
 from typing import Any, NamedTuple, ParamSpec, TypeVar, overload
@@ -35,7 +34,6 @@ __all__ = ["CacheInfo", "CachedFunction", "cached"]
 P = ParamSpec("P")
 R = TypeVar("R")
 
-_SERIAL = itertools.count(1)
 _CORES: weakref.WeakSet[_Core] = weakref.WeakSet()
 
 
@@ -163,7 +161,6 @@ class _Core:
         self.ident = f"{namespace}:{ident}" if namespace else ident
         self.version = str(version) if version is not None else fingerprint(func)
         self.name = f"{self.ident}@{self.version}"
-        self.serial = next(_SERIAL)
         self.holder: list[Any] = [cache] if cache is not None else config.CURRENT
         self.nparams = len(self.names)
         self.fast = (
