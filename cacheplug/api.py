@@ -8,6 +8,7 @@ version store record the invalidation once.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
@@ -73,8 +74,8 @@ def invalidate(tags: Iterable[str] = (), keys: Iterable[str] = ()) -> None:
 
 
 async def ainvalidate(tags: Iterable[str] = (), keys: Iterable[str] = ()) -> None:
-    """Async twin of :func:`invalidate`."""
-    invalidate(tags=tags, keys=keys)
+    """Async twin of :func:`invalidate`: recorded in a worker thread, never on the event loop."""
+    await asyncio.to_thread(invalidate, tags, keys)
 
 
 def invalidate_by_write(entity: str, id: Any = None) -> None:

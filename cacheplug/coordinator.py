@@ -17,9 +17,11 @@ the check is never served.
 
 from __future__ import annotations
 
+import asyncio
 import builtins
 import contextlib
 import logging
+import os
 import threading
 import time
 import weakref
@@ -29,16 +31,21 @@ from typing import Any, TypeVar
 from . import invalidation as inv
 from .calls import _EMPTY_SHELF, Binding, CacheStats, Pending, Tally, _Read, _ttl_seconds
 from .envelope import MISS, Entry
-from .errors import ConfigurationError, SerializationError
+from .errors import ConfigurationError, InvalidationError, SerializationError
 from .middleware import Middleware, Op, compose
 from .tiers.base import Tier
 from .tiers.memory import MemoryTier, Shelf
-from .versions import LocalVersions, Versions, fresh
+from .versions import LocalVersions, Versions, VersionsUnavailable, fresh
 
 __all__ = ["Cache", "CacheStats", "Tally", "open_caches"]
 
 log = logging.getLogger("cacheplug")
 T = TypeVar("T")
+
+# A fault is logged at most once per this many seconds per (tier, operation, exception type);
+# a cache that cannot read the host's invalidations tries again after as long.
+FAULT_LOG_INTERVAL = 10.0
+RETRY_INTERVAL = 10.0
 
 _OPEN: weakref.WeakSet[Cache] = weakref.WeakSet()
 
@@ -54,6 +61,22 @@ def on_unbind(hook: Callable[[Cache | None], None]) -> None:
 def notify_unbind(cache: Cache | None) -> None:
     for hook in _UNBIND_HOOKS:
         hook(cache)
+
+
+def _after_fork_in_child() -> None:
+    # Only the forking thread lives on in the child: a lock another thread held at the fork
+    # would never be released there. The state each lock guards is consistent at any bytecode
+    # boundary (the GIL), so fresh locks are enough.
+    for cache in list(_OPEN):
+        cache._lock = threading.Lock()
+        cache._reopen_lock = threading.Lock()
+        for binding in list(cache._bindings.values()):
+            binding.lock = threading.Lock()
+        if cache._debouncer is not None:
+            cache._debouncer.after_fork()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def open_caches() -> list[Cache]:
@@ -108,16 +131,23 @@ class Cache:
         self._enabled = enabled
         self.middleware = tuple(middleware)
         self._chain = compose(self.middleware)
-        self.versions: Versions = self._pick_versions()
+        self._lock = threading.Lock()
+        self._reopen_lock = threading.Lock()
+        self._faults: dict[str, int] = {}
+        self._fault_logged: dict[tuple[str, str, str], float] = {}
+        # Set (with the reason) while the host's invalidations cannot be read.
+        self.degraded: str | None = None
+        self._retry_at = 0.0
+        # Entries created before this (cache clock) are stale in this process: set when an
+        # invalidation could not be recorded for the other processes (see _invalidate_direct).
+        self._cutoff = float("-inf")
+        self.versions: Versions = self._open_versions()
         self.epoch = self.versions.epoch
         self.ns_tag = inv.ns_tag(namespace)
         self._prefix = namespace + "|"
         self._bindings: dict[Any, Binding] = {}
-        self._lock = threading.Lock()
         self._rules: list[inv.InvalidationRule] = []
         self._tier_hits = [Tally() for _ in self.tiers]
-        self._faults: dict[str, int] = {}
-        self._fault_logged: dict[str, float] = {}
         self.stale_sets = Tally()
         self.unserializable = Tally()
         self.invalidations = Tally()
@@ -128,12 +158,89 @@ class Cache:
 
     @property
     def enabled(self) -> bool:
-        """False makes every ``@cached`` call on this cache a pass-through (invalidations still apply)."""
-        return self._enabled
+        """False makes every ``@cached`` call on this cache a pass-through (invalidations still apply).
+
+        Also False while the host's invalidations cannot be read (see :attr:`degraded`): then
+        nothing cached may be served, so every call computes; reading is retried every
+        ``RETRY_INTERVAL`` seconds.
+        """
+        return self._enabled and not self.blind()
+
+    def blind(self) -> bool:
+        """True while the host's invalidations cannot be read (retried every 10 s, here)."""
+        if self.degraded is None:
+            return False
+        if time.monotonic() >= self._retry_at:
+            self._retry_versions()
+        return self.degraded is not None
 
     @enabled.setter
     def enabled(self, value: bool) -> None:
         self._enabled = bool(value)
+        notify_unbind(self)
+
+    def _open_versions(self) -> Versions:
+        """The version store, or a blind one (and ``degraded`` set) when it cannot be read."""
+        try:
+            store = self._pick_versions()
+        except VersionsUnavailable as exc:
+            if self.degraded is None:
+                log.error(
+                    "cacheplug: %s; serving nothing cached and computing every call until it can "
+                    "be read (retried every %.0f s)",
+                    exc,
+                    RETRY_INTERVAL,
+                )
+            self.degraded = f"invalidations unreadable: {exc}"
+            self._retry_at = time.monotonic() + RETRY_INTERVAL
+            self._fault("versions", "open", exc)
+            return LocalVersions()
+        if self.degraded is not None:
+            log.warning("cacheplug: the host's invalidations are readable again; serving cached values")
+        self.degraded = None
+        store.add_listener(self._on_versions_tick)
+        return store
+
+    def _retry_versions(self) -> None:
+        with self._reopen_lock:
+            if self.degraded is None or time.monotonic() < self._retry_at:
+                return
+            self._retry_at = time.monotonic() + RETRY_INTERVAL
+            store = self._open_versions()
+            if self.degraded is None:
+                self.versions = store
+                self._renew()
+
+    def _on_versions_tick(self, reopened: bool) -> None:
+        """The version store's watcher, about once a second: notice replaced storage.
+
+        A deleted or replaced directory makes the store and the disk tier reopen; entries this
+        process judged against the old store are then dropped from memory (see ``_renew``).
+        """
+        for tier in self._lower:
+            check = getattr(tier, "check", None)
+            if check is not None:
+                try:
+                    reopened = bool(check()) or reopened
+                except Exception as exc:
+                    self._fault(tier.name, "check", exc)
+        if reopened:
+            self._renew()
+
+    def _renew(self) -> None:
+        """Forget every judgement made against the version store as it was.
+
+        Memory entries and per-function shortcuts were checked against an epoch that may have
+        restarted (a rebuilt or reopened store): drop them, and send the fast paths through the
+        general path once, so that they bind to the store's current epoch.
+        """
+        self.epoch = self.versions.epoch
+        for binding in list(self._bindings.values()):
+            fresh = binding.fresh
+            fresh[1] = -1  # "checked" first: a reader that sees it no longer trusts ``since``
+            fresh[0] = 0
+            if self.memory is not None and binding.shelf is not _EMPTY_SHELF:
+                self.memory.drop(binding.shelf)
         notify_unbind(self)
 
     def _pick_versions(self) -> Versions:
@@ -202,6 +309,8 @@ class Cache:
     def live(self, entry: Entry, now: float) -> bool:
         """Is ``entry`` unexpired and fresh? (Advances its ``seq`` when re-checked.)"""
         if entry.expires is not None and entry.expires <= now:
+            return False
+        if entry.created < self._cutoff:
             return False
         if entry.seq == self.epoch[0]:
             return True
@@ -366,6 +475,7 @@ class Cache:
         """The fresh entry from the tiers below memory, promoted upward, or ``MISS``."""
         offset = len(self.tiers) - len(self._lower)
         epoch = self.epoch
+        incarnation = self.versions.incarnation
         for i, tier in enumerate(self._lower):
             try:
                 found = tier.get(skey)
@@ -374,8 +484,14 @@ class Cache:
                 continue
             if found is MISS:
                 continue
-            # live(), inlined: this is every disk hit's path.
-            if found.deadline <= now or (found.seq != epoch[0] and not self.recheck(found)):
+            # live(), inlined: this is every disk hit's path. An entry judged against another
+            # incarnation of the version store (rebuilt since) is never fresh here.
+            if (
+                found.deadline <= now
+                or found.incarnation != incarnation
+                or found.created < self._cutoff
+                or (found.seq != epoch[0] and not self.recheck(found))
+            ):
                 try:
                     tier.delete(skey)
                 except Exception as exc:
@@ -509,6 +625,7 @@ class Cache:
         if not self._lower:
             return
         assert skey is not None
+        entry.incarnation = self.versions.incarnation
         # No storage-level expiry: expiry is judged on read by the cache's clock, and the
         # storage's own would only reclaim rows earlier at a cost on every store.
         for tier in self._lower:
@@ -606,7 +723,7 @@ class Cache:
     def get(self, key: str, default: Any = None) -> Any:
         """The fresh value stored under ``key``, or ``default``."""
         skey = self.user_key(key)
-        entry = self.lookup(self._direct, skey, lambda: skey)
+        entry = MISS if self.blind() else self.lookup(self._direct, skey, lambda: skey)
         if entry is MISS:
             self._direct.misses.add()
             return default
@@ -620,6 +737,8 @@ class Cache:
         skey = self.user_key(key)
         seconds = _ttl_seconds(ttl, "ttl")
         tag_tuple = self._direct.base_tags + _check_tags(tags)
+        if self.blind():
+            return  # nothing stored could be judged fresh (see ``degraded``)
         pending = self.begin(self._direct, skey, skey, tag_tuple, seconds)
         self.finish(pending, value, True, lambda: skey, force=True)
 
@@ -630,6 +749,8 @@ class Cache:
         skey = self.user_key(key)
         seconds = _ttl_seconds(ttl, "ttl")
         tag_tuple = self._direct.base_tags + _check_tags(tags)
+        if self.blind():
+            return compute()
         return self.call(self._direct, skey, lambda: skey, compute, lambda: tag_tuple, seconds)
 
     def delete(self, key: str) -> bool:
@@ -651,7 +772,7 @@ class Cache:
             except Exception as exc:
                 self._fault(tier.name, "get", exc)
                 continue
-            if found is not MISS and self.live(found, now):
+            if found is not MISS and found.incarnation == self.versions.incarnation and self.live(found, now):
                 return found
         return MISS
 
@@ -696,8 +817,13 @@ class Cache:
         return self._debouncer.flush() if self._debouncer is not None else False
 
     async def ainvalidate(self, tags: Iterable[str] = (), keys: Iterable[str] = ()) -> None:
-        """Async twin of :meth:`invalidate` (the recording is a short local write)."""
-        self.invalidate(tags=tags, keys=keys)
+        """Async twin of :meth:`invalidate`: recorded in a worker thread, never on the event loop.
+
+        Recording may wait for another process's lock; the loop goes on meanwhile. The worker
+        runs in a copy of the caller's context, so an enclosing ``batch()`` still collects it.
+        """
+        tags, keys = _check_tags(tags), _check_keys(keys)
+        await asyncio.to_thread(self.invalidate, tags, keys)
 
     def _apply_invalidation(
         self, tags: builtins.set[str], keys: builtins.set[str], *, record: bool = True
@@ -718,7 +844,16 @@ class Cache:
         version_tags = inv.expand(tags)
         version_tags.update(inv.key_tag(k) for k in keys)
         if record:
-            self.versions.bump(version_tags)
+            try:
+                if self.degraded is not None:
+                    raise InvalidationError(
+                        f"cannot record an invalidation: {self.degraded}; other processes may still "
+                        f"serve the old values — fix the cache directory, then invalidate again"
+                    )
+                self.versions.bump(version_tags)
+            except InvalidationError:
+                self._drop_locally(keys)
+                raise
         self.invalidations.add()
         for skey in keys:
             if self.memory is not None:
@@ -731,6 +866,25 @@ class Cache:
         from .signals import invalidated
 
         invalidated.send(self, tags=frozenset(tags), keys=frozenset(keys))
+
+    def _drop_locally(self, keys: builtins.set[str]) -> None:
+        """Fail closed in this process when an invalidation could not be recorded for the others.
+
+        Nothing created before now is served here any more (memory is emptied; older entries
+        read from a shared tier are stale): the caller's own process never serves the old value,
+        and the ``InvalidationError`` it gets tells it the other processes may.
+        """
+        self._cutoff = self.clock()
+        if self.memory is not None:
+            for binding in list(self._bindings.values()):
+                if binding.shelf is not _EMPTY_SHELF:
+                    self.memory.drop(binding.shelf)
+        for skey in keys:
+            for tier in self._lower:
+                try:
+                    tier.delete(skey)
+                except Exception as exc:
+                    self._fault(tier.name, "delete", exc)
 
     def add_rule(self, rule: inv.InvalidationRule) -> None:
         """Register a write rule for this cache (see :func:`cacheplug.invalidate_by_write`)."""
@@ -792,13 +946,22 @@ class Cache:
     # -- bookkeeping ----------------------------------------------------------------------
 
     def _fault(self, where: str, op: str, exc: BaseException) -> None:
+        """Count a tier fault; log it at most once per 10 s per (tier, operation, exception type)."""
         name = f"{where}.{op}"
         with self._lock:
             self._faults[name] = self._faults.get(name, 0) + 1
         now = time.monotonic()
-        if now - self._fault_logged.get(name, -1e9) > 60:
-            self._fault_logged[name] = now
-            log.warning("cacheplug: %s failed (%r); serving from another tier or computing", name, exc)
+        kind = (where, op, type(exc).__name__)
+        if now - self._fault_logged.get(kind, -1e9) >= FAULT_LOG_INTERVAL:
+            self._fault_logged[kind] = now
+            log.warning(
+                "cacheplug: %s failed in cache %r (%r); serving from another tier or computing "
+                "(logged once per %.0f s)",
+                name,
+                self.namespace,
+                exc,
+                FAULT_LOG_INTERVAL,
+            )
 
     def stats(self) -> CacheStats:
         """Counters: hits, misses, per-tier hits, faults, refused stale stores and more."""
@@ -813,6 +976,7 @@ class Cache:
             evictions=self.memory.evictions if self.memory is not None else 0,
             faults=dict(self._faults),
             stale_sets=self.stale_sets.value,
+            degraded=self.degraded,
             unserializable=self.unserializable.value,
             corrupt=sum(getattr(t, "corrupt", 0) for t in self.tiers),
             invalidations=self.invalidations.value,
@@ -832,7 +996,7 @@ class Cache:
         if self.closed:
             return
         if self._debouncer is not None:
-            self._debouncer.flush()
+            self._debouncer.close()
         self.closed = True
         _OPEN.discard(self)
         notify_unbind(self)

@@ -668,7 +668,8 @@ def cached(
         tags: templates formatted from the call's arguments (``"user:{user_id}"``,
             ``"org:{user.org_id}"``) or one callable returning tags.
         depends_on: cached functions and tag strings this function's results depend on.
-        warm: mark the function for warming (recorded for the warming tools).
+        warm: validated and kept on the function; reserved for warming, which does not
+            exist yet (it changes nothing today).
         key: a callable of the call's arguments returning the key material.
         ignore: parameter names left out of the key (``ignore=("self",)``).
         namespace: a prefix for this function's identity in keys.

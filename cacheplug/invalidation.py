@@ -290,6 +290,22 @@ class Debouncer:
             raise
         return True
 
+    def close(self) -> None:
+        """Apply what is pending and wait for a timer that is already running to finish."""
+        with self._lock:
+            timer = self._timer
+        try:
+            self.flush()
+        finally:
+            if timer is not None and timer is not threading.current_thread():
+                timer.join()
+
+    def after_fork(self) -> None:
+        """In a forked child: the parent applies what was pending; the child starts empty."""
+        self._lock = threading.Lock()
+        self._tags, self._keys = set(), set()
+        self._timer = None
+
     def _flush_in_background(self) -> None:
         with self._lock:
             self._timer = None

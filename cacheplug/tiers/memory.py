@@ -21,8 +21,10 @@ entry. It is an estimate, not an exact accounting of deep object graphs.
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
+import weakref
 from collections import deque
 from collections.abc import Callable, Hashable, Iterator
 from typing import Any
@@ -77,6 +79,7 @@ class MemoryTier:
         self.evictions = 0
         self._generic = self.shelf(("", "__direct__"), None)
         self._versions: Any = None
+        _TIERS.add(self)
 
     # -- shelves -----------------------------------------------------------------------
 
@@ -228,3 +231,15 @@ class MemoryTier:
 
     def __repr__(self) -> str:
         return f"MemoryTier(max_entries={self.max_entries}, max_bytes={self.max_bytes}, entries={len(self)})"
+
+
+_TIERS: weakref.WeakSet[MemoryTier] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    # A lock held by another thread at the fork would never be released in the child.
+    for tier in list(_TIERS):
+        tier._lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
