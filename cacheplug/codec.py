@@ -54,6 +54,7 @@ _SID: Final = 8
 _MAC: Final = 32
 _BODY: Final = _HEADER + _SID + _MAC  # where a signed entry's payload starts
 _PICKLE_PROTOCOL: Final = 5
+_BLOCK: Final = 64  # SHA-256's block size, for the HMAC key pads
 # Format 1 (earlier releases): a protocol-5 pickle of ``(1, value, ...)``: PROTO 5, FRAME
 # <8 bytes>, MARK, BININT1 1. Recognized by these bytes alone, never unpickled.
 _FORMAT1_HEAD: Final = b"\x80\x05\x95"
@@ -130,6 +131,17 @@ def _framed(key: str) -> bytes:
     return len(raw).to_bytes(4, "big") + raw
 
 
+def _key_pads(secret: bytes, prefix: bytes) -> tuple[Any, Any]:
+    """HMAC-SHA256's inner state (after ``prefix``) and outer state for ``secret``."""
+    if len(secret) > _BLOCK:
+        secret = hashlib.sha256(secret).digest()
+    padded = secret.ljust(_BLOCK, b"\0")
+    inner = hashlib.sha256(bytes(b ^ 0x36 for b in padded))
+    inner.update(prefix)
+    outer = hashlib.sha256(bytes(b ^ 0x5C for b in padded))
+    return inner, outer
+
+
 class PickleCodec:
     """Pickled entries behind the format header; signed with HMAC-SHA256 when given secrets.
 
@@ -141,13 +153,15 @@ class PickleCodec:
         found = parse_secrets(secrets)
         self.secrets_count = len(found)
         self.signed = bool(found)
-        # Precomputed key pads: hashing the secret and the fixed prefix (header + secret
-        # id) happens once; each message costs one copy() of the prepared state.
-        self._pads: dict[bytes, Any] = {}
+        # Precomputed key pads: the inner and outer SHA-256 states of HMAC (RFC 2104) are
+        # built once per secret, the inner one having absorbed the fixed prefix (header +
+        # secret id); each message costs two copy() calls of prepared states. (This is
+        # hmac.new(...).copy() without the hmac module's Python wrapper: ~1 µs, not ~3.)
+        self._pads: dict[bytes, tuple[Any, Any]] = {}
         for secret in found:
             sid = secret_id(secret)
             if sid not in self._pads:
-                self._pads[sid] = hmac.new(secret.encode("utf-8"), _SIGNED + sid, "sha256")
+                self._pads[sid] = _key_pads(secret.encode("utf-8"), _SIGNED + sid)
         self._signer = None if not found else (secret_id(found[0]), self._pads[secret_id(found[0])])
         self._expect = _SIGNED if found else _PLAIN
 
@@ -170,11 +184,13 @@ class PickleCodec:
             ) from exc
         if self._signer is None:
             return _PLAIN + payload
-        sid, pad = self._signer
-        mac = pad.copy()
+        sid, (inner, outer) = self._signer
+        mac = inner.copy()
         mac.update(_framed(key))
         mac.update(payload)
-        return b"".join((_SIGNED, sid, mac.digest(), payload))
+        out = outer.copy()
+        out.update(mac.digest())
+        return b"".join((_SIGNED, sid, out.digest(), payload))
 
     def loads(self, data: bytes, key: str) -> Entry:
         """Rebuild the entry stored under ``key``; raise an :class:`UnreadableEntryError`."""
@@ -182,19 +198,21 @@ class PickleCodec:
             head = data[:_HEADER]
         except TypeError:
             raise CorruptEntryError(f"stored data is a {type(data).__name__}, not bytes") from None
-        if head != self._expect or type(data) is not bytes:
+        if head != self._expect:
             raise self._unreadable(data)
         view = memoryview(data)
         if self.signed:
-            pad = self._pads.get(data[_HEADER : _HEADER + _SID])
-            if pad is None:
+            pads = self._pads.get(data[_HEADER : _HEADER + _SID])
+            if pads is None:
                 raise TamperedEntryError("signed with a secret this process does not know")
-            mac = pad.copy()
-            mac.update(_framed(key))
-            mac.update(view[_BODY:])
-            if not hmac.compare_digest(mac.digest(), data[_HEADER + _SID : _BODY]):
-                raise TamperedEntryError("signature does not match the entry and its key")
             payload = view[_BODY:]
+            mac = pads[0].copy()
+            mac.update(_framed(key))
+            mac.update(payload)
+            out = pads[1].copy()
+            out.update(mac.digest())
+            if not hmac.compare_digest(out.digest(), data[_HEADER + _SID : _BODY]):
+                raise TamperedEntryError("signature does not match the entry and its key")
         else:
             payload = view[_HEADER:]
         try:
