@@ -188,7 +188,22 @@ class DiskTier:
                     os.chmod(self._db + suffix, 0o600, follow_symlinks=False)
         ids = (_identity(self.directory), _identity(self._db))
         self._ids = ids  # what a corrupt-database quarantine compares against
-        self._dc = _Store(self._entries, wait=wait, timeout=self.timeout, size_limit=self.size_limit)
+        try:
+            with sqlite_gate:
+                store = _Store(self._entries, wait=wait, timeout=self.timeout, size_limit=self.size_limit)
+        except sqlite3.OperationalError as exc:
+            if not any(mark in str(exc) for mark in ("full", "readonly")):
+                raise
+            with sqlite_gate:
+                store = _Store.for_reading(self._entries, self.timeout)
+            self._log(
+                "read-only",
+                "cacheplug: the disk tier at %s opened for reading only (%s); writes fail until "
+                "that is fixed",
+                self.directory,
+                exc,
+            )
+        self._dc = store
         self.down_reason = None
 
     def _try_open(self, wait: float) -> None:
@@ -279,7 +294,7 @@ class DiskTier:
             if self._dc is not dc:
                 return False
             self._dc = None
-            with contextlib.suppress(Exception):
+            with contextlib.suppress(Exception), sqlite_gate:
                 dc.close()
             log.warning("cacheplug: the disk tier at %s was deleted or replaced; reopening it", self.directory)
             with contextlib.suppress(_Refused):
@@ -311,7 +326,8 @@ class DiskTier:
         if dc is None:
             dc = self._ready()
         try:
-            data = dc.read(key)
+            with sqlite_gate:
+                data = dc.read(key)
         except Exception as exc:
             self._failed(dc, exc)
             raise
@@ -334,7 +350,7 @@ class DiskTier:
         else:
             self.corrupt += 1
         self._log(kind, "cacheplug: dropping unreadable disk entry %r (%s): %s", key, kind, exc)
-        with contextlib.suppress(Exception):
+        with contextlib.suppress(Exception), sqlite_gate:
             dc.delete(key)
 
     def set(self, key: str, entry: Entry, expire: float | None = None) -> None:
@@ -345,7 +361,8 @@ class DiskTier:
         if dc is None:
             dc = self._ready()
         try:
-            dc.set(key, data, expire=expire)
+            with sqlite_gate:
+                dc.set(key, data, expire=expire)
         except Exception as exc:
             self._failed(dc, exc)
             raise
@@ -355,33 +372,45 @@ class DiskTier:
         if dc is None:
             dc = self._ready()
         try:
-            return bool(dc.delete(key))
+            with sqlite_gate:
+                return bool(dc.delete(key))
         except Exception as exc:
             self._failed(dc, exc)
             raise
 
     def clear(self) -> None:
-        self._ready().clear()
+        dc = self._ready()
+        with sqlite_gate:
+            dc.clear()
 
     def keys(self) -> list[str]:
         """Every stored key. O(entries): for sweeps and tools, never for calls."""
-        return [k for k in self._ready().iterkeys() if isinstance(k, str)]
+        dc = self._ready()
+        with sqlite_gate:
+            return [k for k in dc.iterkeys() if isinstance(k, str)]
 
     def expire(self) -> int:
         """Reclaim rows whose diskcache expiry has passed."""
-        return int(self._ready().expire())
+        dc = self._ready()
+        with sqlite_gate:
+            return int(dc.expire())
 
     def volume(self) -> int:
         """Bytes used on disk by the entries."""
-        return int(self._ready().volume())
+        dc = self._ready()
+        with sqlite_gate:
+            return int(dc.volume())
 
     def __len__(self) -> int:
-        return int(len(self._ready()))
+        dc = self._ready()
+        with sqlite_gate:
+            return int(len(dc))
 
     def close(self) -> None:
         dc = self._dc
         if dc is not None:
-            dc.close()
+            with sqlite_gate:
+                dc.close()
 
     def __repr__(self) -> str:
         state = "" if self._dc is not None else f", down: {self.down_reason}"
@@ -469,6 +498,11 @@ class _Holder:
         self.con = con
 
 
+# Held around every SQLite call of the disk tier, and taken before a fork: a thread inside
+# SQLite at the moment of a fork may hold one of SQLite's process-wide mutexes, which the
+# child would inherit locked (a hang at its first query). The cost: one uncontended lock
+# per operation, and this process's disk-tier queries run one at a time.
+sqlite_gate = threading.Lock()
 _holders: weakref.WeakSet[_Holder] = weakref.WeakSet()
 _at_fork: list[Any] = []  # every live connection, while a fork is under way
 _inherited: list[Any] = []  # a forked child's copies of its parent's connections
@@ -517,6 +551,26 @@ class _Store(diskcache.Cache):  # type: ignore[misc]
         # the directory) keep diskcache's full get.
         self._lean = not self.statistics and EVICTION_POLICY[self.eviction_policy]["get"] is None
 
+    @classmethod
+    def for_reading(cls, directory: str, timeout: float) -> _Store:
+        """Open an existing cache without diskcache's constructor, which writes its settings.
+
+        For a full disk (or a database SQLite will only read): reads are served, writes
+        fail (each a counted fault) until there is room again.
+        """
+        self: _Store = cls.__new__(cls)
+        self._directory, self._timeout, self._wait, self._txn_id = directory, timeout, timeout, None
+        self._local = _TrackedLocal()
+        self._disk = _PrivateDisk(directory)
+        for key in (*diskcache.core.DEFAULT_SETTINGS, *diskcache.core.METADATA):
+            if not key.startswith("sqlite_"):
+                self.reset(key)  # reads the setting from the database into an attribute
+        self._disk.min_file_size = self.disk_min_file_size
+        self._disk.pickle_protocol = self.disk_pickle_protocol
+        ((self._page_size,),) = self._sql("PRAGMA page_size").fetchall()
+        self._lean = not self.statistics and EVICTION_POLICY[self.eviction_policy]["get"] is None
+        return self
+
     def read(self, key: str) -> Any:
         """The bytes stored under ``key`` (a str), or ``None``: diskcache's ``get``, leaner."""
         if not self._lean:
@@ -560,6 +614,7 @@ class _Store(diskcache.Cache):  # type: ignore[misc]
 
 
 def _before_fork() -> None:
+    sqlite_gate.acquire()
     while True:
         try:
             _at_fork[:] = [h.con for h in list(_holders)]
@@ -570,6 +625,7 @@ def _before_fork() -> None:
 
 def _after_fork_in_parent() -> None:
     _at_fork.clear()
+    sqlite_gate.release()
 
 
 def _after_fork_in_child() -> None:
@@ -577,6 +633,7 @@ def _after_fork_in_child() -> None:
     # connections would be finalized (closed) here but for these references, kept forever.
     _inherited.extend(_at_fork)
     _at_fork.clear()
+    sqlite_gate.release()  # taken by this (the forking) thread in _before_fork
     for tier in list(_live):
         tier._after_fork()
 
