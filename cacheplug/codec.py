@@ -110,7 +110,9 @@ def parse_secrets(secret: str | Sequence[str] | None, source: str = "secret") ->
         parts = [s.strip() for s in secret.split(",")]
         found = tuple(s for s in parts if s)
         if secret.strip() and not found:
-            raise ConfigurationError(f"{source}={secret!r} holds no secret; give one or more, comma-separated")
+            raise ConfigurationError(
+                f"{source}={secret!r} holds no secret; give one or more, comma-separated"
+            )
         return found
     if isinstance(secret, bytes) or not isinstance(secret, Sequence):
         raise ConfigurationError(

@@ -117,7 +117,7 @@ def test_read_only_directory_does_not_raise_and_calls_are_served(tmp_path: Path)
 
     def body() -> tuple[dict[str, int], str | None]:
         drop_privileges(tmp_path)
-        for root, dirs, files in os.walk(directory):
+        for root, _dirs, files in os.walk(directory):
             for name in files:
                 os.chmod(os.path.join(root, name), 0o400)
             os.chmod(root, 0o500)
@@ -205,12 +205,11 @@ def test_full_disk_fails_sets_keeps_reads_and_a_new_tier_still_serves(small_disk
     tier = DiskTier(directory)
     tier.set(KEY, _entry("kept"))
     tier.versions()  # the version store beside it, made while there is room
-    with open(small_disk / "ballast", "wb") as ballast:
-        with contextlib.suppress(OSError):
-            while True:
-                ballast.write(b"\0" * 65536)
-                ballast.flush()
-    with pytest.raises(Exception, match="full|No space"):
+    with open(small_disk / "ballast", "wb") as ballast, contextlib.suppress(OSError):
+        while True:
+            ballast.write(b"\0" * 65536)
+            ballast.flush()
+    with pytest.raises(Exception, match=r"full|No space"):
         for i in range(200):
             tier.set(f"more{i}", _entry(os.urandom(20_000)))
     assert tier.get(KEY).value == "kept"  # reads keep working

@@ -7,11 +7,12 @@ import os
 import signal
 import sqlite3
 import threading
+import traceback
 from pathlib import Path
 
 from cacheplug import DiskTier
 from cacheplug.envelope import Entry
-from cacheplug.tiers import disk as disk_module
+from cacheplug.tiers import diskstore
 
 CHILDREN = 50
 
@@ -22,7 +23,7 @@ def _entry(value: object) -> Entry:
 
 def _child(tier: DiskTier, n: int) -> int:
     """Exit status of a child: 0 when it could write and read its keys on fresh connections."""
-    inherited = [c for c in disk_module._inherited if isinstance(c, sqlite3.Connection)]
+    inherited = [c for c in diskstore._inherited if isinstance(c, sqlite3.Connection)]
     if len(inherited) < 2:
         return 3  # the parent's two threads' connections must have been kept
     for con in inherited:
@@ -41,7 +42,9 @@ def _child(tier: DiskTier, n: int) -> int:
 
 
 def test_forked_children_get_their_own_connections_and_the_parent_keeps_working(tmp_path: Path) -> None:
-    tier = DiskTier(tmp_path / "tier")
+    # 50 children writing at once on a small machine wait longer than the call path's 50 ms
+    # for the write lock; this test is about connections, not lock waits.
+    tier = DiskTier(tmp_path / "tier", timeout=20.0)
     tier.set("parent", _entry("p"))
     stop = threading.Event()
     started = threading.Event()
@@ -63,6 +66,8 @@ def test_forked_children_get_their_own_connections_and_the_parent_keeps_working(
                 code = 1
                 try:
                     code = _child(tier, n)
+                except BaseException:
+                    traceback.print_exc()  # shown in the test's captured output
                 finally:
                     os._exit(code)
             pids.append(pid)
