@@ -242,6 +242,23 @@ def test_deleted_directory_is_noticed_by_check_and_reopened(tmp_path: Path) -> N
     tier.close()
 
 
+def test_directory_replaced_by_a_world_writable_one_is_refused_not_raised(tmp_path: Path) -> None:
+    directory = tmp_path / "tier"
+    clock = ManualClock()
+    tier = DiskTier(directory, monotonic=clock)
+    shutil.rmtree(directory)
+    directory.mkdir()
+    directory.chmod(0o777)  # someone else's trap
+    assert tier.check() is False
+    assert tier.down_reason is not None and "refused" in tier.down_reason
+    with pytest.raises(TierUnavailable):
+        tier.get(KEY)
+    directory.chmod(0o700)
+    clock.now += 10
+    assert tier.get(KEY) is MISS  # reopened at the next retry
+    tier.close()
+
+
 def test_replaced_database_is_noticed_by_check(tmp_path: Path) -> None:
     directory = tmp_path / "tier"
     tier = DiskTier(directory)

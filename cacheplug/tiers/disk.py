@@ -175,7 +175,8 @@ class DiskTier:
         else:
             # Ours and not writable by others: make it owner-only (an older release may
             # have left it readable). A directory accepted for its secret is left as it is.
-            os.chmod(self.directory, 0o700)
+            if stat.S_IMODE(os.stat(self.directory).st_mode) != 0o700:
+                os.chmod(self.directory, 0o700)
         private_makedirs(self._entries)
         fd = os.open(self._db, os.O_RDWR | os.O_CREAT | _FLAGS, 0o600)
         try:
@@ -193,7 +194,7 @@ class DiskTier:
             with sqlite_gate:
                 store = Store(self._entries, wait=wait, timeout=self.timeout, size_limit=self.size_limit)
         except sqlite3.OperationalError as exc:
-            if not any(mark in str(exc) for mark in ("full", "readonly")):
+            if not any(mark in str(exc) for mark in ("full", "readonly", "disk I/O error")):
                 raise
             with sqlite_gate:
                 store = Store.for_reading(self._entries, self.timeout)
@@ -232,15 +233,21 @@ class DiskTier:
                 RETRY_EVERY,
             )
 
+    def _reopen(self, wait: float) -> None:
+        """Open again; a directory that now fails the security check leaves the tier down."""
+        try:
+            self._try_open(wait)
+        except _Refused as exc:
+            self._dc = None
+            self._retry_at = self._monotonic() + RETRY_EVERY
+            self.down_reason = f"refused: {exc}"
+            self._log("down", "cacheplug: the disk tier refuses its directory now: %s", exc)
+
     def _ready(self) -> Any:
         """The open diskcache, reopening a down tier at most every RETRY_EVERY seconds."""
         with self._lock:
             if self._dc is None and self._monotonic() >= self._retry_at:
-                with contextlib.suppress(_Refused):
-                    self._try_open(self.timeout)
-                if self._dc is None and self.down_reason is None:
-                    self._retry_at = self._monotonic() + RETRY_EVERY
-                    self.down_reason = f"refused: {self._security_problem()}"
+                self._reopen(self.timeout)
             if self._dc is None:
                 raise TierUnavailable(
                     f"the disk tier at {self.directory!r} is unavailable ({self.down_reason}); "
@@ -278,8 +285,7 @@ class DiskTier:
                     self._dc = None
                     with contextlib.suppress(Exception):
                         self._quarantine()
-                    with contextlib.suppress(_Refused):
-                        self._try_open(self.timeout)
+                    self._reopen(self.timeout)
             return
         self.check()
 
@@ -300,11 +306,7 @@ class DiskTier:
             log.warning(
                 "cacheplug: the disk tier at %s was deleted or replaced; reopening it", self.directory
             )
-            with contextlib.suppress(_Refused):
-                self._try_open(OPEN_WAIT)
-            if self._dc is None:
-                self._retry_at = self._monotonic() + RETRY_EVERY
-                self.down_reason = self.down_reason or f"refused: {self._security_problem()}"
+            self._reopen(OPEN_WAIT)
             return self._dc is not None
 
     def _after_fork(self) -> None:
