@@ -1,5 +1,6 @@
-"""Issues 2 and 3, disk figures: hits from the disk tier and misses stored to memory and disk,
-against raw ``diskcache.Cache.get``/``set`` of the same value in the same run.
+"""Issues 2, 3 and 6, disk figures: hits from the disk tier (plain, tagged, signed) and misses
+stored to memory and disk, against raw ``diskcache.Cache.get``/``set`` of the same value in the
+same run.
 
 Each side gets its own directory under one temporary folder on the same file system.
 """
@@ -20,6 +21,7 @@ from cacheplug import Cache, DiskTier, MemoryTier, cached
 DISK_HIT_OPS = 200
 DISK_MISS_OPS = 50
 TAGS = ["user:{a}", "lang:{b}", "plan:pro", "region:eu"]
+SECRET = "benchmark-secret-0123456789abcdef"  # signed entries: HMAC-SHA256, verified on read
 
 
 @pytest.fixture
@@ -62,8 +64,9 @@ def bench_disk_hit(
     assert raw_dc.get(key) == VALUE
     sides = {"diskcache_get": call_loop(raw_dc.get, (key,), DISK_HIT_OPS)}
     caches = {}
-    for side in ("cacheplug", "cacheplug_tagged"):
-        cache = caches[side] = Cache([DiskTier(workdir / side)])
+    for side in ("cacheplug", "cacheplug_tagged", "cacheplug_signed"):
+        secret = SECRET if side == "cacheplug_signed" else None
+        cache = caches[side] = Cache([DiskTier(workdir / side, secret=secret)])
         closing.extend(cache.tiers)
         f = disk_fn(cache, tagged=side == "cacheplug_tagged")
         assert f(1, "x") == VALUE

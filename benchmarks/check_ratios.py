@@ -154,6 +154,14 @@ TARGETS = [
         "#3",
     ),
     _T(
+        "signed disk hit (HMAC-SHA256) vs diskcache get",
+        "disk_hit.cacheplug_signed",
+        "disk_hit.diskcache_get",
+        "<=",
+        1.45,
+        "#6",
+    ),
+    _T(
         "miss+store mem+disk, tags, no-stale-set vs dc set",
         "disk_miss.cacheplug_tagged",
         "disk_miss.diskcache_set",

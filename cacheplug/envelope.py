@@ -1,28 +1,24 @@
-"""The envelope every stored value travels in, and its serialized form.
+"""The envelope every stored value travels in.
 
 An :class:`Entry` holds the payload with its expiry, creation time, compute time, the
 validity tags it carries (its own tags, the tags of what it depends on, its key's tag) and
-``seq``: the host-wide invalidation sequence number as of which the entry is known fresh.
-An entry is fresh while no tag it carries was invalidated after ``seq`` (see
-``cacheplug.versions``). A miss is the :data:`MISS` sentinel, never ``None``.
+``seq``: the host-wide invalidation sequence number as of which the entry is known fresh,
+and ``incarnation``: the id of the version store that ``seq`` counts in (a rebuilt store
+restarts its numbers under a new id). An entry is fresh while no tag it carries was
+invalidated after ``seq`` (see ``cacheplug.versions``). A miss is the :data:`MISS`
+sentinel, never ``None``.
 
-Serialized entries start with a format version so that a later release can read, or
-cleanly refuse, what an older one wrote.
+Turning entries into bytes for the shared tiers (format version, signing) is the codec's
+job: see ``cacheplug.codec``.
 """
 
 from __future__ import annotations
 
-import pickle
 from typing import Any, Final
 
-from .errors import SerializationError
+__all__ = ["MISS", "Entry"]
 
-__all__ = ["FORMAT", "MISS", "Entry", "dumps", "loads"]
-
-FORMAT: Final = 1
 _NEVER = float("inf")
-_new_entry = object.__new__
-_PICKLE_PROTOCOL: Final = 5
 _EMPTY: tuple[str, ...] = ()
 
 
@@ -52,6 +48,7 @@ class Entry:
         "deadline",
         "expires",
         "fkey",
+        "incarnation",
         "ref",
         "seq",
         "shelf",
@@ -69,6 +66,7 @@ class Entry:
         tags: tuple[str, ...] = _EMPTY,
         cost: float = 0.0,
         skey: str | None = None,
+        incarnation: str = "",
     ) -> None:
         self.value = value
         self.created = created
@@ -81,6 +79,7 @@ class Entry:
         # recording it allocates nothing for computations under a quarter of a second.
         self.cost = int(cost * 1000)
         self.skey = skey
+        self.incarnation = incarnation
         self.shelf: Any = None
         self.fkey: Any = None
         self.ref = False
@@ -96,36 +95,18 @@ class Entry:
 
     def copy_for(self, skey: str | None = None) -> Entry:
         """A detached copy (same payload) to place in another tier or shelf."""
-        copy = Entry(self.value, self.created, self.expires, self.seq, self.tags, 0.0, skey or self.skey)
+        copy = Entry(
+            self.value,
+            self.created,
+            self.expires,
+            self.seq,
+            self.tags,
+            0.0,
+            skey or self.skey,
+            self.incarnation,
+        )
         copy.cost = self.cost
         return copy
 
     def __repr__(self) -> str:
         return f"Entry(value={self.value!r}, expires={self.expires!r}, seq={self.seq}, tags={self.tags!r})"
-
-
-def dumps(entry: Entry) -> bytes:
-    """Serialize ``entry`` for a shared tier; raise :class:`SerializationError` if it can't be."""
-    record = (FORMAT, entry.value, entry.created, entry.expires, entry.seq, entry.tags, entry.cost)
-    try:
-        return pickle.dumps(record, protocol=_PICKLE_PROTOCOL)
-    except Exception as exc:
-        raise SerializationError(
-            f"value of type {type(entry.value).__qualname__} cannot be pickled: {exc}"
-        ) from exc
-
-
-def loads(data: bytes, skey: str | None = None) -> Entry:
-    """Rebuild an entry; raise :class:`SerializationError` for corrupt or foreign data."""
-    try:
-        fmt, value, created, expires, seq, tags, cost = pickle.loads(data)
-    except Exception as exc:
-        raise SerializationError(f"stored entry cannot be read back: {exc!r}") from exc
-    if fmt != FORMAT:
-        raise SerializationError(f"stored entry has format {fmt!r}, this release reads {FORMAT}")
-    # Built field by field: this runs on every read from a shared tier.
-    entry = _new_entry(Entry)
-    entry.value, entry.created, entry.expires, entry.seq, entry.tags = value, created, expires, seq, tags
-    entry.deadline = _NEVER if expires is None else expires
-    entry.cost, entry.skey, entry.shelf, entry.fkey, entry.ref = cost, skey, None, None, False
-    return entry

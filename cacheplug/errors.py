@@ -12,6 +12,7 @@ __all__ = [
     "ConfigurationError",
     "InvalidationError",
     "SerializationError",
+    "TierUnavailable",
     "UnkeyableArgumentError",
 ]
 
@@ -45,4 +46,14 @@ class InvalidationError(CacheplugError):
 
     Invalidation fails closed: the writer must know that other processes may still hold the
     old value, so this error propagates to the caller of ``invalidate()``.
+    """
+
+
+class TierUnavailable(CacheplugError):
+    """A tier could not be opened (read-only, full, corrupt or missing storage).
+
+    Raised by the tier's operations while it is down; the coordinator counts it as a fault
+    and serves the call from another tier or by computing. The tier retries opening on a
+    later operation (at most every 10 seconds). Fix the cause named in the message (the
+    directory's permissions, free space) or point the tier at another directory.
     """

@@ -12,6 +12,8 @@ import pytest
 import cacheplug
 from cacheplug import Cache, ConfigurationError, DiskTier, MemoryTier, cached, configure, get_cache
 from cacheplug.config import default_directory
+from cacheplug.envelope import Entry
+from cacheplug.errors import TierUnavailable
 from tests.conftest import FakeClock
 
 
@@ -242,11 +244,16 @@ def test_disk_directory_is_created_owner_only(tmp_path: Path, monkeypatch: pytes
         os.umask(old_umask)
 
 
-def test_unwritable_directory_is_a_configuration_error(tmp_path: Path) -> None:
+def test_uncreatable_directory_leaves_the_disk_tier_down_not_raising(tmp_path: Path) -> None:
+    """Issue 6 item 4: an uncreatable path is a fault (the tier is down), not an error."""
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
-    with pytest.raises(ConfigurationError, match="CACHEPLUG_DIR"):
-        DiskTier(blocker / "sub")
+    tier = DiskTier(blocker / "sub")
+    with pytest.raises(TierUnavailable, match="CACHEPLUG_DIR"):
+        tier.get("k")
+    with pytest.raises(TierUnavailable, match="CACHEPLUG_DIR"):
+        tier.set("k", Entry(1, 0.0, None, 0))
+    # The call path through a Cache is covered in tests/test_disk_faults.py.
 
 
 def test_public_api_names_are_exported() -> None:

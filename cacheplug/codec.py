@@ -1,0 +1,250 @@
+"""Entries to bytes and back for the shared tiers: format version, signing, pickling.
+
+Every serialized entry starts with a four-byte header: the magic ``CP``, the format
+version and the kind (``p`` plain, ``s`` signed). A signed entry then carries the signing
+secret's id (8 bytes) and an HMAC-SHA256 (32 bytes) over the header, the secret id, the
+key (which starts with the cache's namespace) and the whole payload (value, expiry,
+version numbers and incarnation, tags). The payload is a pickle.
+
+Guarantees:
+
+- with secrets, nothing is unpickled before its MAC has been verified in constant time
+  (``hmac.compare_digest``); unsigned data, data signed with an unknown secret, a MAC
+  computed for another key, or anything truncated is *tampered*;
+- without secrets, signed data is never unpickled (it is *foreign*: another process with a
+  secret owns it);
+- data in a format this release does not know (a newer release's, or the pickled format 1
+  written by earlier releases) is *foreign* and never unpickled;
+- anything else that cannot be parsed is *corrupt*.
+
+Unreadable data raises a subclass of :class:`UnreadableEntryError` whose ``kind`` says
+which of the three it is, so that a tier can count them apart: corrupt and tampered rows
+are deleted, foreign ones are left to the release that wrote them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import pickle
+from collections.abc import Sequence
+from typing import Any, ClassVar, Final, Protocol
+
+from .envelope import Entry
+from .errors import ConfigurationError, SerializationError
+
+__all__ = [
+    "FORMAT",
+    "Codec",
+    "CorruptEntryError",
+    "ForeignEntryError",
+    "PickleCodec",
+    "TamperedEntryError",
+    "UnreadableEntryError",
+    "parse_secrets",
+    "secret_id",
+]
+
+FORMAT: Final = 2
+_MAGIC: Final = b"CP"
+_PLAIN: Final = b"CP\x02p"
+_SIGNED: Final = b"CP\x02s"
+_HEADER: Final = 4
+_SID: Final = 8
+_MAC: Final = 32
+_BODY: Final = _HEADER + _SID + _MAC  # where a signed entry's payload starts
+_PICKLE_PROTOCOL: Final = 5
+_BLOCK: Final = 64  # SHA-256's block size, for the HMAC key pads
+# Format 1 (earlier releases): a protocol-5 pickle of ``(1, value, ...)``: PROTO 5, FRAME
+# <8 bytes>, MARK, BININT1 1. Recognized by these bytes alone, never unpickled.
+_FORMAT1_HEAD: Final = b"\x80\x05\x95"
+_FORMAT1_TUPLE: Final = b"(K\x01"
+_NEVER = float("inf")
+_new_entry = object.__new__
+
+
+class UnreadableEntryError(SerializationError):
+    """Stored data that this process cannot (or must not) turn back into an entry."""
+
+    kind: ClassVar[str] = "unreadable"
+
+
+class CorruptEntryError(UnreadableEntryError):
+    """The data cannot be parsed: a damaged row, or a value whose class is gone."""
+
+    kind = "corrupt"
+
+
+class TamperedEntryError(UnreadableEntryError):
+    """The signature is wrong, missing, truncated, or made with an unknown secret."""
+
+    kind = "tampered"
+
+
+class ForeignEntryError(UnreadableEntryError):
+    """A format this release does not read (older, newer, or signed when we have no secret)."""
+
+    kind = "foreign"
+
+
+class Codec(Protocol):
+    """Serializes entries for one shared tier; the key binds an entry to its place."""
+
+    signed: bool
+
+    def dumps(self, entry: Entry, key: str) -> bytes: ...
+
+    def loads(self, data: bytes, key: str) -> Entry: ...
+
+
+def secret_id(secret: str) -> bytes:
+    """The 8-byte id stored beside a MAC, naming the secret that made it (not the secret)."""
+    return hashlib.sha256(secret.encode("utf-8")).digest()[:_SID]
+
+
+def parse_secrets(secret: str | Sequence[str] | None, source: str = "secret") -> tuple[str, ...]:
+    """Secrets from a comma-separated string or a sequence; the first one signs."""
+    if secret is None:
+        return ()
+    if isinstance(secret, str):
+        parts = [s.strip() for s in secret.split(",")]
+        found = tuple(s for s in parts if s)
+        if secret.strip() and not found:
+            raise ConfigurationError(
+                f"{source}={secret!r} holds no secret; give one or more, comma-separated"
+            )
+        return found
+    if isinstance(secret, bytes) or not isinstance(secret, Sequence):
+        raise ConfigurationError(
+            f"{source} must be a str (comma-separated secrets) or a sequence of str, "
+            f"got {type(secret).__name__}"
+        )
+    found_list: list[str] = []
+    for item in secret:
+        if not isinstance(item, str) or not item.strip():
+            raise ConfigurationError(f"every {source} must be a non-empty str, got {item!r}")
+        found_list.append(item.strip())
+    return tuple(found_list)
+
+
+def _framed(key: str) -> bytes:
+    # Length-prefixed, so that no (key, payload) pair can be re-split into another.
+    raw = key.encode("utf-8", "surrogatepass")
+    return len(raw).to_bytes(4, "big") + raw
+
+
+def _key_pads(secret: bytes, prefix: bytes) -> tuple[Any, Any]:
+    """HMAC-SHA256's inner state (after ``prefix``) and outer state for ``secret``."""
+    if len(secret) > _BLOCK:
+        secret = hashlib.sha256(secret).digest()
+    padded = secret.ljust(_BLOCK, b"\0")
+    inner = hashlib.sha256(bytes(b ^ 0x36 for b in padded))
+    inner.update(prefix)
+    outer = hashlib.sha256(bytes(b ^ 0x5C for b in padded))
+    return inner, outer
+
+
+class PickleCodec:
+    """Pickled entries behind the format header; signed with HMAC-SHA256 when given secrets.
+
+    ``secrets``: the first signs, every one verifies (rotation: put the new secret first,
+    keep the old one until the entries it signed have expired or been rewritten).
+    """
+
+    def __init__(self, secrets: Sequence[str] | None = None) -> None:
+        found = parse_secrets(secrets)
+        self.secrets_count = len(found)
+        self.signed = bool(found)
+        # Precomputed key pads: the inner and outer SHA-256 states of HMAC (RFC 2104) are
+        # built once per secret, the inner one having absorbed the fixed prefix (header +
+        # secret id); each message costs two copy() calls of prepared states. (This is
+        # hmac.new(...).copy() without the hmac module's Python wrapper: ~1 µs, not ~3.)
+        self._pads: dict[bytes, tuple[Any, Any]] = {}
+        for secret in found:
+            sid = secret_id(secret)
+            if sid not in self._pads:
+                self._pads[sid] = _key_pads(secret.encode("utf-8"), _SIGNED + sid)
+        self._signer = None if not found else (secret_id(found[0]), self._pads[secret_id(found[0])])
+        self._expect = _SIGNED if found else _PLAIN
+
+    def dumps(self, entry: Entry, key: str) -> bytes:
+        """Serialize ``entry`` stored under ``key``; :class:`SerializationError` if it can't be."""
+        record = (
+            entry.value,
+            entry.created,
+            entry.expires,
+            entry.seq,
+            entry.tags,
+            entry.cost,
+            entry.incarnation,
+        )
+        try:
+            payload = pickle.dumps(record, protocol=_PICKLE_PROTOCOL)
+        except Exception as exc:
+            raise SerializationError(
+                f"value of type {type(entry.value).__qualname__} cannot be pickled: {exc}"
+            ) from exc
+        if self._signer is None:
+            return _PLAIN + payload
+        sid, (inner, outer) = self._signer
+        mac = inner.copy()
+        mac.update(_framed(key))
+        mac.update(payload)
+        out = outer.copy()
+        out.update(mac.digest())
+        return b"".join((_SIGNED, sid, out.digest(), payload))
+
+    def loads(self, data: bytes, key: str) -> Entry:
+        """Rebuild the entry stored under ``key``; raise an :class:`UnreadableEntryError`."""
+        try:
+            head = data[:_HEADER]
+        except TypeError:
+            raise CorruptEntryError(f"stored data is a {type(data).__name__}, not bytes") from None
+        if head != self._expect:
+            raise self._unreadable(data)
+        view = memoryview(data)
+        if self.signed:
+            pads = self._pads.get(data[_HEADER : _HEADER + _SID])
+            if pads is None:
+                raise TamperedEntryError("signed with a secret this process does not know")
+            payload = view[_BODY:]
+            mac = pads[0].copy()
+            mac.update(_framed(key))
+            mac.update(payload)
+            out = pads[1].copy()
+            out.update(mac.digest())
+            if not hmac.compare_digest(out.digest(), data[_HEADER + _SID : _BODY]):
+                raise TamperedEntryError("signature does not match the entry and its key")
+        else:
+            payload = view[_HEADER:]
+        try:
+            value, created, expires, seq, tags, cost, incarnation = pickle.loads(payload)
+        except Exception as exc:
+            raise CorruptEntryError(f"stored entry cannot be read back: {exc!r}") from exc
+        # Built field by field: this runs on every read from a shared tier.
+        entry = _new_entry(Entry)
+        entry.value, entry.created, entry.expires, entry.seq, entry.tags = value, created, expires, seq, tags
+        entry.deadline = _NEVER if expires is None else expires
+        entry.cost, entry.skey, entry.incarnation = cost, key, incarnation
+        entry.shelf, entry.fkey, entry.ref = None, None, False
+        return entry
+
+    def _unreadable(self, data: Any) -> UnreadableEntryError:
+        """Why data that does not start with the expected header cannot be read."""
+        if type(data) is not bytes:
+            return CorruptEntryError(f"stored data is a {type(data).__name__}, not bytes")
+        if data[:2] == _MAGIC and len(data) >= _HEADER:
+            version, kind = data[2], data[3:4]
+            if version > FORMAT:
+                return ForeignEntryError(f"entry format {version}; this release reads {FORMAT}")
+            if version == FORMAT and kind == b"s":
+                return ForeignEntryError("entry is signed and this process has no secret")
+            if version == FORMAT and kind == b"p" and self.signed:
+                return TamperedEntryError("entry is not signed and this process requires signatures")
+            return CorruptEntryError(f"entry header {data[:_HEADER]!r} is not valid")
+        if data[:3] == _FORMAT1_HEAD and data[11:14] == _FORMAT1_TUPLE:
+            return ForeignEntryError("entry format 1, written by an earlier release (not read)")
+        return CorruptEntryError(f"stored data does not start with an entry header: {data[:8]!r}")
+
+    def __repr__(self) -> str:
+        return f"PickleCodec(signed={self.signed}, secrets={self.secrets_count})"
