@@ -646,17 +646,23 @@ class _Core:
             if self.untagged
             else self.tags(binding, dict(zip(self.names, args, strict=True)), args, {})
         )
-        return cache.begin(binding, args, skey, tags, self.ttl, miss=True)
+        # Cache.begin(..., miss=True), inlined: this is every fast-path miss.
+        binding.misses.add()
+        return Pending(binding, args, skey, tags, self.ttl, cache.epoch[0], cache.clock())
 
     def miss_end(self, pending: Pending, value: Any) -> Any:
         """Store what a fast-path miss computed (see :meth:`miss_begin`) and return it."""
+        cache = pending.binding.cache
         skey = pending.skey
         if skey is not None:
             skey_fn: Callable[[], str] = lambda: skey  # noqa: E731
         else:
-            cache, name, kept, fkey = pending.binding.cache, self.name, self.kept, pending.fkey
+            name, kept, fkey = self.name, self.kept, pending.fkey
             skey_fn = lambda: cache.function_key(name, encode_call(kept, fkey))  # noqa: E731
-        return self.store(pending.binding.cache, pending, value, skey_fn)
+        if self.cache_if is not None:
+            return self.store(cache, pending, value, skey_fn)
+        cache.finish(pending, value, True, skey_fn)  # the fast path never copies
+        return value
 
     def note_hit(self, entry: Any) -> None:
         bound = self.bound
