@@ -3,9 +3,9 @@ the computation in flight, the reads it reports, and the counters.
 
 A :class:`Binding` is one function object (or the direct ``Cache`` API) in one cache: its
 own memory shelf (two function objects never share entries in memory; the cache holds a
-function's binding only as long as the function lives), the tags every entry of it carries, its exact counters, and the per-function
-shortcut that lets invalidations which cannot reach the function cost its hits one
-comparison (see ``Cache.advance``).
+function's binding only as long as the function lives), the tags every entry of it
+carries, its exact counters, and the per-function shortcut that lets invalidations which
+cannot reach the function cost its hits one comparison (see ``Cache.advance``).
 """
 
 from __future__ import annotations

@@ -32,7 +32,7 @@ import logging
 import types
 import weakref
 from collections.abc import Callable, Hashable, Iterable
-from typing import Any, NamedTuple, ParamSpec, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Concatenate, NamedTuple, ParamSpec, Protocol, TypeVar, overload
 
 import wrapt
 
@@ -49,6 +49,9 @@ __all__ = ["CacheInfo", "CachedFunction", "cached"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
+P2 = ParamSpec("P2")
+R2 = TypeVar("R2")
+T = TypeVar("T")
 
 log = logging.getLogger("cacheplug")
 
@@ -112,7 +115,7 @@ def _check_decoratable(func: Any) -> None:
     # classes, builtins, C-level function types and function proxies (wrapt) are not.
     if isinstance(func, (type, wrapt.ObjectProxy)):
         return
-    if not isinstance(getattr(type(func), "__call__", None), types.FunctionType):
+    if not isinstance(inspect.getattr_static(type(func), "__call__", None), types.FunctionType):
         return
     raise ConfigurationError(
         f"@cached cannot decorate the callable object {func!r} of type {_qualname(type(func))}: "
@@ -142,7 +145,8 @@ def _cell_key(value: Any, name: str) -> str | None:
     try:
         return encode(value, name=f"closure variable {name!r}")
     except Exception:
-        return "" if type(value).__eq__ is object.__eq__ else None
+        identity: Any = type(value).__eq__
+        return "" if identity is object.__eq__ else None
 
 
 def _cells_key(func: Any, own: Any) -> str | None:
@@ -488,7 +492,11 @@ class _Core:
     # through a thunk handed to the coordinator: see the module docstring on recursion.
 
     def call(
-        self, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], key_args: tuple[Any, ...]
+        self,
+        func: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        key_args: tuple[Any, ...],
     ) -> Any:
         """The general sync path: ``func(*args, **kwargs)`` served or computed and stored."""
         try:
@@ -516,7 +524,11 @@ class _Core:
         return self.store(cache, pending, value, skey_fn)
 
     async def acall(
-        self, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], key_args: tuple[Any, ...]
+        self,
+        func: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        key_args: tuple[Any, ...],
     ) -> Any:
         """The general async path: the same steps as :meth:`call`, awaited."""
         try:
@@ -578,9 +590,7 @@ class _Core:
                 exc,
             )
 
-    def call_wrapped(
-        self, wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> Any:
+    def call_wrapped(self, wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         """wrapt's entry for bound calls (methods, classmethods, staticmethods)."""
         key_args = args if instance is None or self.kind == "staticmethod" else (instance, *args)
         if self.is_async:
@@ -658,6 +668,7 @@ class _Core:
             skey_fn: Callable[[], str] = lambda: skey  # noqa: E731
         else:
             name, kept, fkey = self.name, self.kept, pending.fkey
+            assert isinstance(fkey, tuple)
             skey_fn = lambda: cache.function_key(name, encode_call(kept, fkey))  # noqa: E731
         if self.cache_if is not None:
             return self.store(cache, pending, value, skey_fn)
@@ -705,8 +716,12 @@ class _Core:
         return cache, pending, skey_fn
 
 
-class BoundCachedFunction(wrapt.BoundFunctionWrapper[..., Any]):
-    """A cached method bound to an instance or class; helpers include the instance in the key."""
+class BoundCachedFunction(wrapt.BoundFunctionWrapper[P, R]):
+    """A cached method bound to an instance or class; helpers include the instance in the key.
+
+    Typed after the method's parameters without ``self``/``cls``: ``obj.method(1)``,
+    ``obj.method.invalidate(1)`` and ``Repo.util(3)`` (a cached staticmethod) check.
+    """
 
     def _key_args(self, args: tuple[Any, ...]) -> tuple[Any, ...]:
         instance = getattr(self.__wrapped__, "__self__", None)
@@ -725,25 +740,29 @@ class BoundCachedFunction(wrapt.BoundFunctionWrapper[..., Any]):
         """Drop every entry of the method, for every instance, in every tier."""
         self._self_core.clear()
 
-    def invalidate(self, *args: Any, **kwargs: Any) -> bool:
+    def invalidate(self, *args: P.args, **kwargs: P.kwargs) -> bool:
         """Drop the entry of this call (with this instance) in every tier."""
         return self._self_core.invalidate(self._key_args(args), kwargs)
 
-    def cache_key(self, *args: Any, **kwargs: Any) -> str:
+    def cache_key(self, *args: P.args, **kwargs: P.kwargs) -> str:
         """The stable string key of this call."""
         return self._self_core.cache_key(self._key_args(args), kwargs)
 
-    def refresh(self, *args: Any, **kwargs: Any) -> Any:
+    def refresh(self, *args: P.args, **kwargs: P.kwargs) -> R:
         """Recompute this call, store the result and return it."""
-        return _refresh(
+        if self._self_core.is_async:
+            return _arefresh(  # type: ignore[return-value]
+                self._self_core, self._key_args(args), kwargs, lambda: self.__wrapped__(*args, **kwargs)
+            )
+        return _refresh(  # type: ignore[no-any-return]
             self._self_core, self._key_args(args), kwargs, lambda: self.__wrapped__(*args, **kwargs)
         )
 
-    async def ainvalidate(self, *args: Any, **kwargs: Any) -> bool:
+    async def ainvalidate(self, *args: P.args, **kwargs: P.kwargs) -> bool:
         """Async twin of :meth:`invalidate`."""
-        return self.invalidate(*args, **kwargs)
+        return self._self_core.invalidate(self._key_args(args), kwargs)
 
-    async def arefresh(self, *args: Any, **kwargs: Any) -> Any:
+    async def arefresh(self, *args: P.args, **kwargs: P.kwargs) -> Any:
         """Async twin of :meth:`refresh` for async methods."""
         return await _arefresh(
             self._self_core, self._key_args(args), kwargs, lambda: self.__wrapped__(*args, **kwargs)
@@ -784,6 +803,21 @@ class CachedFunction(wrapt.FunctionWrapper[P, R]):
 
     __bound_function_wrapper__ = BoundCachedFunction  # type: ignore[assignment]
 
+    if TYPE_CHECKING:
+        # wrapt's C descriptor binds at run time; these tell the type checker what comes out.
+        # mypy hands @cached a staticmethod below it as the plain function: through the
+        # class every parameter is kept (a staticmethod is called as it is, a method takes
+        # self explicitly). Classmethods are told apart in cached()'s overloads, by their
+        # first parameter ``cls: type[T]``. A cached staticmethod called through an
+        # instance cannot be told from a method (wrapt's stubs say the same).
+        @overload  # type: ignore[override]
+        def __get__(self, instance: None, owner: type[Any] | None = None, /) -> CachedFunction[P, R]: ...
+        @overload
+        def __get__(
+            self: CachedFunction[Concatenate[T, P2], R2], instance: T, owner: type[Any] | None = None, /
+        ) -> BoundCachedFunction[P2, R2]: ...
+        def __get__(self, instance: Any, owner: type[Any] | None = None, /) -> Any: ...
+
     @property
     def _core(self) -> _Core:
         core: _Core = self._self_core
@@ -820,6 +854,28 @@ class CachedFunction(wrapt.FunctionWrapper[P, R]):
         return await _arefresh(self._core, args, kwargs, lambda: self.__wrapped__(*args, **kwargs))
 
 
+if TYPE_CHECKING:
+
+    class CachedClassMethod(CachedFunction[Concatenate[type[T], P], R]):
+        """``@cached`` above ``@classmethod`` (as mypy sees it: a function of ``cls: type[T]``).
+
+        Called directly it takes every parameter (a plain function whose first parameter is
+        a class stays usable); bound through the class or an instance, ``P``.
+        """
+
+        def __get__(  # type: ignore[override]
+            self, instance: object, owner: type[Any] | None = None, /
+        ) -> BoundCachedFunction[P, R]: ...
+
+    class _Decorator(Protocol):
+        """What ``cached(...)`` with options returns: a decorator for each kind of function."""
+
+        @overload
+        def __call__(self, func: Callable[Concatenate[type[T], P], R], /) -> CachedClassMethod[T, P, R]: ...
+        @overload
+        def __call__(self, func: Callable[P, R], /) -> CachedFunction[P, R]: ...
+
+
 def _wrap(func: Any, options: dict[str, Any]) -> Any:
     core = _Core(func, **options)
     cls = type(
@@ -836,6 +892,10 @@ def _wrap(func: Any, options: dict[str, Any]) -> Any:
     proxy._self_core = core
     core.proxy = weakref.ref(proxy)
     return proxy
+
+
+@overload
+def cached(func: Callable[Concatenate[type[T], P], R], /) -> CachedClassMethod[T, P, R]: ...
 
 
 @overload
@@ -857,7 +917,7 @@ def cached(
     typed: bool = True,
     cache_if: Callable[[Any], bool] | None = None,
     copy: bool = False,
-) -> Callable[[Callable[P, R]], CachedFunction[P, R]]: ...
+) -> _Decorator: ...
 
 
 def cached(

@@ -57,22 +57,28 @@ if entry.deadline > clock() and (
     {found}
 """
 
-_PROBE = """\
+_PROBE = (
+    """\
 try:
     entry = shelf[args]  # a subscript is cheaper than .get(); a miss costs a compute anyway
 except KeyError:
     {absent}
-""" + _CHECK
+"""
+    + _CHECK
+)
 
 # The sync call: a hit returns from the probe; a miss (absent or stale) computes right
 # here, so no thunk or coordinator frame sits between the caller and the function.
-_SYNC_PROBE = """\
+_SYNC_PROBE = (
+    """\
 try:
     entry = shelf[args]  # a subscript is cheaper than .get(); a miss costs a compute anyway
 except KeyError:
     pass
 else:
-""" + _indent_text(_CHECK, 4) + """\
+"""
+    + _indent_text(_CHECK, 4)
+    + """\
 __cp_pending = miss(args)
 if type(__cp_pending) is not PENDING:
     return __cp_pending  # served by a shared tier (or the general path, before binding)
@@ -83,6 +89,7 @@ except BaseException:
     raise
 return miss_end(__cp_pending, __cp_value)
 """
+)
 
 _TEMPLATE = """\
 def build(

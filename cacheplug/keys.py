@@ -129,8 +129,8 @@ def encode(value: Any, *, name: str = "argument") -> str:
             f"cannot build a cache key from {exc.path} of type "
             f"{type(exc.value).__module__}.{type(exc.value).__qualname__}: {_WAYS_OUT}"
         ) from None
-    except UnkeyableArgumentError:
-        raise
+    except (UnkeyableArgumentError, RecursionError, MemoryError):
+        raise  # the interpreter's limits, not the argument's fault (a cycle recurses too)
     except Exception as exc:
         raise UnkeyableArgumentError(
             f"cannot build a cache key from {name} of type {type(value).__module__}."

@@ -95,7 +95,9 @@ def test_secret_is_parsed_into_the_settings(monkeypatch: pytest.MonkeyPatch) -> 
             settings_from_env(secret=bad)
 
 
-@pytest.mark.parametrize("template", ["user:{user_id", "{user_id!z}", "{user_id:>5}", "{}", "{0}", "{user_id.}"])
+@pytest.mark.parametrize(
+    "template", ["user:{user_id", "{user_id!z}", "{user_id:>5}", "{}", "{0}", "{user_id.}"]
+)
 def test_invalid_tag_templates_fail_at_decoration(template: str) -> None:
     with pytest.raises(ConfigurationError, match=r"\{name\.attr\}"):
 
@@ -158,7 +160,9 @@ class _Exploding:
 
 
 @pytest.mark.parametrize("tiers", ["memory", "memory+disk"])
-def test_any_error_while_keying_an_argument_is_an_unkeyable_argument_error(tiers: str, tmp_path: Path) -> None:
+def test_any_error_while_keying_an_argument_is_an_unkeyable_argument_error(
+    tiers: str, tmp_path: Path
+) -> None:
     made: list[Any] = [MemoryTier()] if tiers == "memory" else [MemoryTier(), DiskTier(tmp_path / "d")]
     with Cache(made) as cache:
 
