@@ -29,6 +29,7 @@ import functools
 import hashlib
 import inspect
 import logging
+import threading
 import types
 import weakref
 from collections.abc import Callable, Hashable, Iterable
@@ -56,6 +57,7 @@ T = TypeVar("T")
 log = logging.getLogger("cacheplug")
 
 _CORES: weakref.WeakSet[_Core] = weakref.WeakSet()
+_SETTLE_LOCK = threading.Lock()
 
 
 def _no_rebind(*_: Any) -> None:
@@ -301,9 +303,17 @@ class _Core:
         return f"{base}~{digest.hexdigest()[:16]}"
 
     def settle(self) -> None:
-        """At the first call: read the closure's cells into the key, or go memory-only."""
+        """At the first call: read the closure's cells into the key, or go memory-only.
+
+        Once, under a lock: every binding and key of the function must see one name.
+        """
         if self.settled:
             return
+        with _SETTLE_LOCK:
+            if not self.settled:
+                self._settle()
+
+    def _settle(self) -> None:
         own = self.proxy() if self.proxy is not None else None
         cells = _cells_key(self.func, own)
         if cells is None:
