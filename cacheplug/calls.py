@@ -1,10 +1,11 @@
 """What one cached call carries through the coordinator: its function's binding to a cache,
 the computation in flight, the reads it reports, and the counters.
 
-A :class:`Binding` is one function (or the direct ``Cache`` API) in one cache: its memory
-shelf, the tags every entry of it carries, its exact counters, and the per-function
-shortcut that lets invalidations which cannot reach the function cost its hits one
-comparison (see ``Cache.advance``).
+A :class:`Binding` is one function object (or the direct ``Cache`` API) in one cache: its
+own memory shelf (two function objects never share entries in memory; the cache holds a
+function's binding only as long as the function lives), the tags every entry of it
+carries, its exact counters, and the per-function shortcut that lets invalidations which
+cannot reach the function cost its hits one comparison (see ``Cache.advance``).
 """
 
 from __future__ import annotations
@@ -91,6 +92,7 @@ class Binding:
         "hits",
         "ident",
         "key_prefix",
+        "local",
         "lock",
         "misses",
         "shelf",
@@ -113,6 +115,9 @@ class Binding:
         self.hits = Tally()
         self.misses = Tally()
         self.warned = False
+        # True: the function stays in this process's memory (its key is not stable across
+        # processes, e.g. a closure over an unkeyable value); the shared tiers are not used.
+        self.local = False
         # Which invalidations can touch this function's entries: any tag in ``signature``
         # (its static tags, the families of its tag templates) or a key tag under
         # ``key_prefix``. ``None``: any invalidation may (direct API, captured dependencies).

@@ -11,7 +11,13 @@ tests and applications can swap it.
 ``CACHEPLUG_DIR``          disk tier directory (default: per project, see below)
 ``CACHEPLUG_TIERS``        ``memory,disk`` (default) or ``memory`` or ``disk``
 ``CACHEPLUG_ENABLED``      ``false`` turns every ``@cached`` into a pass-through
+``CACHEPLUG_SECRET``       secret(s) signing shared-tier entries, comma-separated: the
+                           first signs, all verify (rotation)
 =========================  ==========================================================
+
+Every variable is validated at the first decoration (again whenever the ``CACHEPLUG_*``
+environment changed) and by ``configure()``: garbage raises there, naming the variable, not
+on every call. An unknown ``CACHEPLUG_`` variable (a typo) warns once.
 
 The default directory is ``<user cache dir>/cacheplug/<project>-<hash>``, where the
 project is the current working directory: two projects never share entries by accident,
@@ -21,9 +27,12 @@ and the workers of one service (started from one folder) share one disk tier.
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import sys
 import threading
+import warnings
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -48,7 +57,22 @@ _SETTINGS = {
     "namespace",
     "clock",
     "middleware",
+    "secret",
 }
+KNOWN_VARIABLES = (
+    "CACHEPLUG_DEFAULT_TTL",
+    "CACHEPLUG_MAX_ENTRIES",
+    "CACHEPLUG_DIR",
+    "CACHEPLUG_TIERS",
+    "CACHEPLUG_ENABLED",
+    "CACHEPLUG_SECRET",
+)
+# Read by cacheplug's own test suite and benchmarks, never by the library: not typos.
+_TEST_VARIABLES = ("CACHEPLUG_REQUIRE_SERVICES", "CACHEPLUG_MODEL_EXAMPLES", "CACHEPLUG_STRESS_SECONDS")
+_TEST_PREFIXES = ("CACHEPLUG_TEST_", "CACHEPLUG_BENCH_")
+# The last CACHEPLUG_* environment found valid, and the unknown names already warned about.
+_CHECKED: list[Any] = [None]
+_WARNED: set[str] = set()
 
 
 def _user_cache_root() -> str:
@@ -86,9 +110,66 @@ def _env_number(name: str, kind: type, minimum: float) -> Any:
             f"{name}={raw!r} is not {'an integer' if kind is int else 'a number'}; "
             f"unset it or give e.g. {name}=300"
         ) from None
-    if value < minimum:
-        raise ConfigurationError(f"{name}={raw!r} must be >= {minimum}")
+    if not math.isfinite(value) or value < minimum:
+        raise ConfigurationError(
+            f"{name}={raw!r} must be a finite number >= {minimum}; unset it or give e.g. {name}=300"
+        )
     return value
+
+
+def parse_secret(value: Any, source: str) -> tuple[str, ...] | None:
+    """Secrets as a tuple (first signs, all verify) from a str (comma-separated) or a sequence."""
+    if value is None:
+        return None
+    parts: Iterable[Any] = value.split(",") if isinstance(value, str) else value
+    if isinstance(value, (bytes, bytearray)) or not isinstance(parts, Iterable):
+        raise ConfigurationError(f"{source} must be a str or a sequence of str, got {type(value).__name__}")
+    out = tuple(parts)
+    if not out or any(not isinstance(p, str) or not p.strip() for p in out):
+        raise ConfigurationError(
+            f"{source}={value!r}: give one or more non-empty secrets, comma-separated "
+            f"('new-secret,old-secret': the first signs, all verify), or unset it"
+        )
+    return tuple(p.strip() for p in out)
+
+
+def _env_secret() -> tuple[str, ...] | None:
+    raw = os.environ.get("CACHEPLUG_SECRET")
+    return None if raw is None else parse_secret(raw, "CACHEPLUG_SECRET")
+
+
+def _our_variables() -> tuple[tuple[Any, Any], ...]:
+    """The ``CACHEPLUG_*`` variables, raw. ``os.environ`` decodes every variable on
+    iteration; its underlying mapping (``_data``, stable since Python 3.2) is read instead
+    when present, so that a decoration costs a microsecond, not tens."""
+    data = getattr(os.environ, "_data", None)
+    if isinstance(data, dict):
+        return tuple(sorted((k, v) for k, v in data.items() if k[:10] in (b"CACHEPLUG_", "CACHEPLUG_")))
+    return tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("CACHEPLUG_")))
+
+
+def check_environment(stacklevel: int = 3) -> None:
+    """Validate every ``CACHEPLUG_*`` variable (each decoration calls this; cheap when unchanged).
+
+    Raises :class:`ConfigurationError` naming the variable; warns once per unknown name
+    (a ``RuntimeWarning`` pointing ``stacklevel`` frames up: at the user's code).
+    """
+    current = _our_variables()
+    if current == _CHECKED[0]:
+        return
+    settings_from_env()
+    for name in sorted(os.fsdecode(k) for k, _ in current):
+        if name in KNOWN_VARIABLES or name in _TEST_VARIABLES or name.startswith(_TEST_PREFIXES):
+            continue
+        if name not in _WARNED:
+            _WARNED.add(name)
+            warnings.warn(
+                f"cacheplug ignores the unknown variable {name}; the known ones are "
+                f"{', '.join(KNOWN_VARIABLES)}",
+                RuntimeWarning,
+                stacklevel=stacklevel,
+            )
+    _CHECKED[0] = current
 
 
 def _env_tiers(raw: str | None, source: str) -> tuple[str, ...]:
@@ -138,6 +219,8 @@ def settings_from_env(**given: Any) -> dict[str, Any]:
     out["namespace"] = given.get("namespace", "")
     out["clock"] = given.get("clock")
     out["middleware"] = given.get("middleware", ())
+    secret = given.get("secret")
+    out["secret"] = parse_secret(secret, "configure(secret=...)") if secret is not None else _env_secret()
     return out
 
 
@@ -191,7 +274,9 @@ def configure(cache: Any = None, **settings: Any) -> Any:
 
     Settings: ``default_ttl``, ``max_entries``, ``directory``, ``tiers``
     (``"memory,disk"``, ``"memory"``, ``"disk"`` or a list of tier objects), ``enabled``,
-    ``namespace``, ``clock``, ``middleware``. Returns the new default cache. The previous
+    ``namespace``, ``clock``, ``middleware``, ``secret`` (a str, comma-separated, or a
+    sequence of str). Every ``CACHEPLUG_*`` variable is validated here, also those the given
+    settings override. Returns the new default cache. The previous
     default is closed if cacheplug built it.
     """
     from .coordinator import Cache
@@ -200,6 +285,7 @@ def configure(cache: Any = None, **settings: Any) -> Any:
         raise ConfigurationError("configure() takes either a cache or settings, not both")
     if cache is not None and not isinstance(cache, Cache):
         raise ConfigurationError(f"configure(cache=...) needs a cacheplug.Cache, got {cache!r}")
+    check_environment()
     new = cache if cache is not None else _build(**settings)
     with _LOCK:
         old, CURRENT[0] = CURRENT[0], new

@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import collections
 import contextlib
+import itertools
 import logging
 import os
 import threading
@@ -48,6 +50,20 @@ FAULT_LOG_INTERVAL = 10.0
 RETRY_INTERVAL = 10.0
 
 _OPEN: weakref.WeakSet[Cache] = weakref.WeakSet()
+_SHELF_SERIAL = itertools.count()
+
+
+def _retire(cache_ref: Any, memory_ref: Any, shelf_name: Any, hits: Tally, misses: Tally) -> None:
+    """A function object was garbage-collected: keep its counts, forget its memory shelf.
+
+    Runs inside the garbage collector, in any thread: takes no lock that could be held.
+    """
+    cache = cache_ref()
+    if cache is not None:
+        cache._retired.append((hits.value, misses.value))
+    memory = memory_ref() if memory_ref is not None else None
+    if memory is not None:
+        memory.forget(shelf_name)
 
 
 _UNBIND_HOOKS: list[Callable[[Cache | None], None]] = []
@@ -70,7 +86,7 @@ def _after_fork_in_child() -> None:
     for cache in list(_OPEN):
         cache._lock = threading.Lock()
         cache._reopen_lock = threading.Lock()
-        for binding in list(cache._bindings.values()):
+        for binding in cache._all_bindings():
             binding.lock = threading.Lock()
         if cache._debouncer is not None:
             cache._debouncer.after_fork()
@@ -145,7 +161,12 @@ class Cache:
         self.epoch = self.versions.epoch
         self.ns_tag = inv.ns_tag(namespace)
         self._prefix = namespace + "|"
+        # Direct-API bindings by ident; function bindings by the function's object, weakly:
+        # the cache never keeps a dropped function (nor its memory shelf) alive.
         self._bindings: dict[Any, Binding] = {}
+        self._fn_bindings: weakref.WeakKeyDictionary[Any, Binding] = weakref.WeakKeyDictionary()
+        self._retired: collections.deque[tuple[int, int]] = collections.deque()
+        self._retired_counts = [0, 0]
         self._rules: list[inv.InvalidationRule] = []
         self._tier_hits = [Tally() for _ in self.tiers]
         self.stale_sets = Tally()
@@ -235,7 +256,7 @@ class Cache:
         general path once, so that they bind to the store's current epoch.
         """
         self.epoch = self.versions.epoch
-        for binding in list(self._bindings.values()):
+        for binding in self._all_bindings():
             fresh = binding.fresh
             fresh[1] = -1  # "checked" first: a reader that sees it no longer trusts ``since``
             fresh[0] = 0
@@ -263,19 +284,25 @@ class Cache:
     ) -> Binding:
         """The binding of function ``ident`` (``""``: direct calls) in this cache.
 
-        ``relevance``: the tags (besides the static ones) through which an invalidation can
-        reach the function's entries; ``None`` means any invalidation may.
+        ``meta``: the function's own object (a decorator core: it has ``name``, ``local`` and
+        ``skey_of_fkey(prefix)``), or ``None`` for the direct API. Each function object gets
+        its own memory shelf, held only while the object lives. ``relevance``: the tags
+        (besides the static ones) through which an invalidation can reach the function's
+        entries; ``None`` means any invalidation may.
         """
-        found = self._bindings.get(meta if meta is not None else ident)
+        found = self._bindings.get(ident) if meta is None else self._fn_bindings.get(meta)
         if found is not None:
             return found
         with self._lock:
-            found = self._bindings.get(meta if meta is not None else ident)
+            found = self._bindings.get(ident) if meta is None else self._fn_bindings.get(meta)
             if found is not None:
                 return found
+            self._fold_retired()
             shelf: Shelf | dict[Any, Any] = _EMPTY_SHELF
+            name: Any = (id(self.versions), self.namespace, ident)
+            if meta is not None:
+                name = ("fn", next(_SHELF_SERIAL))
             if self.memory is not None:
-                name = (id(self.versions), self.namespace, ident)
                 skey_of = meta.skey_of_fkey(self._prefix) if meta is not None else None
                 shelf = self.memory.shelf(name, skey_of)
             fn = inv.fn_tag(self.namespace, ident)
@@ -284,8 +311,34 @@ class Cache:
             if meta is not None and relevance is not None:
                 found.signature = frozenset((*base, *relevance))
                 found.key_prefix = inv.key_tag(f"{self._prefix}fn:{meta.name}(")
-            self._bindings[meta if meta is not None else ident] = found
+            if meta is None:
+                self._bindings[ident] = found
+                return found
+            found.local = bool(getattr(meta, "local", False))
+            self._fn_bindings[meta] = found
+            done = weakref.finalize(
+                meta,
+                _retire,
+                weakref.ref(self),
+                weakref.ref(self.memory) if self.memory is not None else None,
+                name,
+                found.hits,
+                found.misses,
+            )
+            done.atexit = False
             return found
+
+    def _all_bindings(self) -> list[Binding]:
+        return [*self._bindings.values(), *list(self._fn_bindings.values())]
+
+    def _fold_retired(self) -> list[int]:
+        """Hits and misses of garbage-collected functions, summed (kept for ``stats()``)."""
+        retired, counts = self._retired, self._retired_counts
+        while retired:
+            gone_hits, gone_misses = retired.popleft()
+            counts[0] += gone_hits
+            counts[1] += gone_misses
+        return counts
 
     def user_key(self, key: str) -> str:
         """The stored form of a direct ``get``/``set`` key."""
@@ -467,7 +520,7 @@ class Cache:
                 return entry
             if self.memory is not None and shelf is not _EMPTY_SHELF:
                 self.memory.discard(shelf, fkey, entry)
-        if not self._lower:
+        if not self._lower or binding.local:
             return MISS
         return self.read_lower(binding, fkey, skey_fn(), now)
 
@@ -532,8 +585,17 @@ class Cache:
         skey: str | None,
         tags: tuple[str, ...],
         ttl: float | None,
+        *,
+        miss: bool = False,
     ) -> Pending:
-        """Start a computation: snapshot the epoch and start capturing what it reads."""
+        """Start a computation: snapshot the epoch and start capturing what it reads.
+
+        ``miss``: count a miss (a call that found no fresh entry) for the binding. The
+        caller runs the computation itself, so nothing of cacheplug's sits on the stack
+        while it runs, and ends it with :meth:`finish` (or ``capture_end`` if it raised).
+        """
+        if miss:
+            binding.misses.add()
         return Pending(binding, fkey, skey, tags, ttl, self.epoch[0], self.clock())
 
     def finish(
@@ -622,7 +684,7 @@ class Cache:
                 keep = entry.copy_for() if self._lower else entry
                 keep.skey = None
                 self.memory.put(shelf, fkey, keep)
-        if not self._lower:
+        if not self._lower or binding.local:
             return
         assert skey is not None
         entry.incarnation = self.versions.incarnation
@@ -766,7 +828,7 @@ class Cache:
         entry = binding.shelf.get(fkey)
         if entry is not None and self.live(entry, now):
             return entry
-        for tier in self._lower:
+        for tier in self._lower if not binding.local else ():
             try:
                 found = tier.get(skey)
             except Exception as exc:
@@ -876,7 +938,7 @@ class Cache:
         """
         self._cutoff = self.clock()
         if self.memory is not None:
-            for binding in list(self._bindings.values()):
+            for binding in self._all_bindings():
                 if binding.shelf is not _EMPTY_SHELF:
                     self.memory.drop(binding.shelf)
         for skey in keys:
@@ -905,7 +967,7 @@ class Cache:
     def clear(self) -> None:
         """Make every entry of this cache's namespace stale in every tier and process."""
         if self._request({self.ns_tag}, set()) and self.memory is not None:
-            for binding in list(self._bindings.values()):
+            for binding in self._all_bindings():
                 if binding.shelf is not _EMPTY_SHELF:
                     self.memory.drop(binding.shelf)
 
@@ -965,8 +1027,10 @@ class Cache:
 
     def stats(self) -> CacheStats:
         """Counters: hits, misses, per-tier hits, faults, refused stale stores and more."""
-        hits = sum(b.hits.value for b in self._bindings.values())
-        misses = sum(b.misses.value for b in self._bindings.values())
+        counts = self._fold_retired()
+        bindings = self._all_bindings()
+        hits = counts[0] + sum(b.hits.value for b in bindings)
+        misses = counts[1] + sum(b.misses.value for b in bindings)
         return CacheStats(
             hits=hits,
             misses=misses,

@@ -6,35 +6,58 @@ raise :class:`~cacheplug.errors.ConfigurationError` there and then.
 
 Each decorated function gets its own small ``wrapt.FunctionWrapper`` subclass whose
 ``__call__`` is generated for it (``cacheplug.fastpath``); every call that path cannot
-serve, and every miss, goes through ``_Core`` and the coordinator.
+serve goes through ``_Core`` and the coordinator.
+
+Keys: every key part separates entries in every tier alike. In memory each function
+object has its own shelf (so a ``version=`` bump, a redefinition, ``importlib.reload`` or
+two closures of one factory never share entries there); in the shared tiers the string key
+carries ``ident@version`` and, when they differ from the defaults, a digest of ``ignore=``,
+``typed=``, the ``key=`` function's fingerprint and the closure's cell values (read at the
+first call). A closure over a value with no stable key stays memory-only, with one warning.
+
+Recursion: the user's function is called by the frame that looked the key up (the
+generated ``__call__`` on the fast path, ``_Core.call`` otherwise), never through thunks:
+a cached recursive function costs 2 recursion levels per call more than the plain one on
+the fast path (the wrapper object's call and its ``__call__``), at most 4 on the others.
+With middleware, the chain's own frames come on top.
 """
 
 from __future__ import annotations
 
 import copy as _copy
 import functools
+import hashlib
 import inspect
+import logging
+import threading
+import types
 import weakref
 from collections.abc import Callable, Hashable, Iterable
-from typing import Any, NamedTuple, ParamSpec, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Concatenate, NamedTuple, ParamSpec, Protocol, TypeVar, overload
 
 import wrapt
 
 from . import config
 from . import invalidation as inv
-from .calls import Binding, _Read, _ttl_seconds
+from .calls import Binding, Pending, _Read, _ttl_seconds
 from .coordinator import Cache, on_unbind
 from .envelope import MISS
-from .errors import ConfigurationError
-from .fastpath import _EMPTY, _NA, _NO_EPOCH, _UNCOUNTED, make_call
-from .keys import _FALSE, _FLOAT, _TRUE, encode, encode_call, fast_key, fingerprint
+from .errors import ConfigurationError, UnkeyableArgumentError
+from .fastpath import _EMPTY, _NA, _NO_EPOCH, _UNCOUNTED, _abort, make_call
+from .keys import _FALSE, _FLOAT, _TRUE, _qualname, encode, encode_call, fast_key, fingerprint
 
 __all__ = ["CacheInfo", "CachedFunction", "cached"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
+P2 = ParamSpec("P2")
+R2 = TypeVar("R2")
+T = TypeVar("T")
+
+log = logging.getLogger("cacheplug")
 
 _CORES: weakref.WeakSet[_Core] = weakref.WeakSet()
+_SETTLE_LOCK = threading.Lock()
 
 
 def _no_rebind(*_: Any) -> None:
@@ -44,6 +67,9 @@ def _no_rebind(*_: Any) -> None:
 def _unbind_from(cache: Cache | None) -> None:
     """Unbind every function's fast path from ``cache`` (``None``: from every cache)."""
     for core in list(_CORES):
+        last = core.last
+        if last is not None and (cache is None or last[0] is cache):
+            core.last = None
         bound = core.bound
         if bound is not None and (cache is None or bound[0] is cache):
             core.unbind()
@@ -79,6 +105,80 @@ def _untyped(value: Any) -> Any:
     return value
 
 
+def _check_decoratable(func: Any) -> None:
+    """Refuse what ``@cached`` cannot key correctly, saying what to decorate instead."""
+    if isinstance(func, functools.partial):
+        raise ConfigurationError(
+            f"@cached cannot decorate the functools.partial {func!r}: its bound arguments are not "
+            f"part of the key. Decorate the underlying function ({_qualname(func.func)}) and "
+            f"call it with those arguments, or wrap the call in a plain def and decorate that"
+        )
+    # A callable object is an instance of a Python class defining __call__; functions,
+    # classes, builtins, C-level function types and function proxies (wrapt) are not.
+    if isinstance(func, (type, wrapt.ObjectProxy)):
+        return
+    if not isinstance(inspect.getattr_static(type(func), "__call__", None), types.FunctionType):
+        return
+    raise ConfigurationError(
+        f"@cached cannot decorate the callable object {func!r} of type {_qualname(type(func))}: "
+        f"the object's state is not part of the key. Put @cached on the class's __call__ method "
+        f"(the instance then joins the key like self in any method), or on a plain function"
+    )
+
+
+# What a closure keeps as *state* (like a module's global variables) is not what identifies
+# it, and is left out of the key as globals are: mutable containers (a list of calls, a dict
+# it fills: a snapshot of their contents at the first call would be arbitrary) and objects
+# compared by identity (a counter, a lock, a client, a Cache: no value to key). A value
+# object (one with its own ``__eq__``) must be keyable, or the function stays memory-only.
+_STATE_TYPES = (list, dict, set, bytearray)
+
+
+def _cell_key(value: Any, name: str) -> str | None:
+    """The stable encoding of one closure cell's value ("" for state), or ``None`` if none.
+
+    Functions (cached ones included) encode by qualified name, as arguments do: the cells
+    of a helper closure are not followed.
+    """
+    if type(value) in _STATE_TYPES:
+        return ""
+    if isinstance(value, types.ModuleType):
+        return "M" + value.__name__
+    try:
+        return encode(value, name=f"closure variable {name!r}")
+    except Exception:
+        identity: Any = type(value).__eq__
+        return "" if identity is object.__eq__ else None
+
+
+def _cells_key(func: Any, own: Any) -> str | None:
+    """The encoding of ``func``'s closure cells ("" if none count), or ``None`` if unkeyable.
+
+    Cells holding the function itself (or ``own``, its wrapper: recursion), ``__class__``
+    cells (``super()``) and mutable containers (state) are left out; an empty cell has no
+    value to key.
+    """
+    closure = getattr(func, "__closure__", None)
+    if not closure:
+        return ""
+    parts = []
+    for name, cell in zip(func.__code__.co_freevars, closure, strict=True):
+        try:
+            value = cell.cell_contents
+        except ValueError:
+            return None
+        if value is func or (own is not None and value is own):
+            continue
+        if name == "__class__" and isinstance(value, type):
+            continue
+        encoded = _cell_key(value, name)
+        if encoded is None:
+            return None
+        if encoded:
+            parts.append(f"{name}={encoded}")
+    return ",".join(parts)
+
+
 class _Core:
     """Everything ``@cached`` knows about one function; shared by sync and async drivers."""
 
@@ -100,6 +200,8 @@ class _Core:
         copy: bool,
     ) -> None:
         func = wrapped.__func__ if isinstance(wrapped, (classmethod, staticmethod)) else wrapped
+        config.check_environment(stacklevel=5)  # the warning points at the decorated def
+        _check_decoratable(func)
         if not callable(func):
             raise ConfigurationError(f"@cached needs a function, got {wrapped!r}")
         if inspect.isgeneratorfunction(func) or inspect.isasyncgenfunction(func):
@@ -160,7 +262,21 @@ class _Core:
         ident = f"{func.__module__}.{func.__qualname__}"
         self.ident = f"{namespace}:{ident}" if namespace else ident
         self.version = str(version) if version is not None else fingerprint(func)
-        self.name = f"{self.ident}@{self.version}"
+        # Key parts beyond identity and version that change what a call maps to; none in
+        # the default case, whose key text stays ``ident@version(args)``.
+        self.key_parts: list[str] = []
+        if ignored:
+            self.key_parts.append("kept=" + ",".join(self.kept))
+        if not typed:
+            self.key_parts.append("untyped")
+        if key is not None:
+            self.key_parts.append(f"key={_qualname(key)}@{fingerprint(key)}")
+        self.name = self._name()
+        # Closure cells join the key at the first call (some are empty until then), unless
+        # key= or version= says the user has chosen what identifies the function.
+        self.settled = key is not None or version is not None or not getattr(func, "__closure__", None)
+        self.local = False
+        self.proxy: weakref.ref[Any] | None = None
         self.holder: list[Any] = [cache] if cache is not None else config.CURRENT
         self.nparams = len(self.names)
         self.fast = (
@@ -173,8 +289,45 @@ class _Core:
         )
         # The cache and binding the fast path serves from (None: take the general path).
         self.bound: tuple[Cache, Binding] | None = None
+        # The last cache and binding the general path used (saves a lookup per call).
+        self.last: tuple[Cache, Binding] | None = None
         self.rebind: Callable[..., None] = _no_rebind
+        self.copy_warned = False
         _CORES.add(self)
+
+    def _name(self) -> str:
+        base = f"{self.ident}@{self.version}"
+        if not self.key_parts:
+            return base
+        digest = hashlib.sha256("\x00".join(self.key_parts).encode("utf-8", "surrogatepass"))
+        return f"{base}~{digest.hexdigest()[:16]}"
+
+    def settle(self) -> None:
+        """At the first call: read the closure's cells into the key, or go memory-only.
+
+        Once, under a lock: every binding and key of the function must see one name.
+        """
+        if self.settled:
+            return
+        with _SETTLE_LOCK:
+            if not self.settled:
+                self._settle()
+
+    def _settle(self) -> None:
+        own = self.proxy() if self.proxy is not None else None
+        cells = _cells_key(self.func, own)
+        if cells is None:
+            self.local = True
+            log.warning(
+                "cacheplug: %s is a closure over a value with no stable key, so its results stay "
+                "in this process's memory and never reach the shared tiers; pass key= or version= "
+                "to @cached to say what identifies it",
+                self.func.__qualname__,
+            )
+        elif cells:
+            self.key_parts.append("cells=" + cells)
+            self.name = self._name()
+        self.settled = True
 
     # -- decoration-time checks ----------------------------------------------------------
 
@@ -242,7 +395,13 @@ class _Core:
         return found if found is not None else config.get_cache()
 
     def binding(self, cache: Cache) -> Binding:
-        binding = cache.binding(self.ident, self, self.dependency_tags(cache.namespace), self.relevance())
+        last = self.last
+        if last is not None and last[0] is cache:
+            binding = last[1]
+        else:
+            self.settle()
+            binding = cache.binding(self.ident, self, self.dependency_tags(cache.namespace), self.relevance())
+            self.last = (cache, binding)
         bound = self.bound
         if bound is None or bound[0] is not cache:
             if cache._chain is None and cache.enabled and not cache.closed:
@@ -338,28 +497,118 @@ class _Core:
         )
 
     # -- calls -----------------------------------------------------------------------------
+    #
+    # The user's function is called right here, by the frame that looked the key up, not
+    # through a thunk handed to the coordinator: see the module docstring on recursion.
 
-    def call(self, key_args: tuple[Any, ...], kwargs: dict[str, Any], thunk: Callable[[], Any]) -> Any:
+    def call(
+        self,
+        func: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        key_args: tuple[Any, ...],
+    ) -> Any:
+        """The general sync path: ``func(*args, **kwargs)`` served or computed and stored."""
         try:
             prepared = self.prepare(key_args, kwargs)
         except TypeError as exc:
-            if isinstance(exc, ConfigurationError) or "cache key" in str(exc):
+            if isinstance(exc, (ConfigurationError, UnkeyableArgumentError)) or "cache key" in str(exc):
                 raise
-            return thunk()  # wrong arguments: let the function raise its own TypeError
+            return func(*args, **kwargs)  # wrong arguments: let the function raise its own TypeError
         if prepared is None:
-            return thunk()
+            return func(*args, **kwargs)
         cache, binding, fkey, skey_fn, tags_fn = prepared
-        value = cache.call(binding, fkey, skey_fn, thunk, tags_fn, self.ttl, self.cache_if)
-        return _copy.deepcopy(value) if self.copy else value
+        entry = cache.lookup(binding, fkey, skey_fn)
+        if entry is not MISS:
+            value = cache.hit(binding, entry)
+            return self.copy_out(value) if self.copy else value
+        pending = cache.begin(binding, fkey, None, tags_fn(), self.ttl, miss=True)
+        try:
+            if cache._chain is None:
+                value = func(*args, **kwargs)
+            else:
+                value = cache._run_compute(binding, skey_fn, lambda: func(*args, **kwargs))
+        except BaseException:
+            _abort(pending)
+            raise
+        return self.store(cache, pending, value, skey_fn)
 
-    # Thunk-building entry points for the generated fast path: a lambda inside the generated
-    # __call__ would turn its arguments into cell variables and slow every hit down.
-    def call_direct(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        func = self.func
-        return self.call(args, kwargs, lambda: func(*args, **kwargs))
+    async def acall(
+        self,
+        func: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        key_args: tuple[Any, ...],
+    ) -> Any:
+        """The general async path: the same steps as :meth:`call`, awaited."""
+        try:
+            prepared = self.prepare(key_args, kwargs)
+        except TypeError as exc:
+            if isinstance(exc, (ConfigurationError, UnkeyableArgumentError)) or "cache key" in str(exc):
+                raise
+            return await func(*args, **kwargs)
+        if prepared is None:
+            return await func(*args, **kwargs)
+        cache, binding, fkey, skey_fn, tags_fn = prepared
+        entry = cache.lookup(binding, fkey, skey_fn)
+        if entry is not MISS:
+            value = cache.hit(binding, entry)
+            return self.copy_out(value) if self.copy else value
+        pending = cache.begin(binding, fkey, None, tags_fn(), self.ttl, miss=True)
+        try:
+            if cache._chain is None:
+                value = await func(*args, **kwargs)
+            else:
+                value = await cache._run_compute(binding, skey_fn, lambda: func(*args, **kwargs))
+        except BaseException:
+            _abort(pending)
+            raise
+        return self.store(cache, pending, value, skey_fn)
 
-    def call_values(self, values: tuple[Any, ...]) -> Any:
-        """The general path for a call the named fast path bound (NA marks a missing argument).
+    def store(self, cache: Cache, pending: Pending, value: Any, skey_fn: Callable[[], str]) -> Any:
+        """End a computation: store ``value`` unless ``cache_if`` or ``copy=`` refuse it."""
+        result = value
+        try:
+            keep = self.cache_if is None or bool(self.cache_if(value))
+            if self.copy:
+                try:
+                    result = _copy.deepcopy(value)
+                except Exception as exc:
+                    keep = False  # it could not be copied out on a hit either: not stored
+                    self.warn_copy(exc)
+        except BaseException:
+            _abort(pending)
+            raise
+        cache.finish(pending, value, keep, skey_fn)
+        return result
+
+    def copy_out(self, value: Any) -> Any:
+        """A deep copy of a cached value for the caller (``copy=True``)."""
+        try:
+            return _copy.deepcopy(value)
+        except Exception as exc:
+            self.warn_copy(exc)
+            return value
+
+    def warn_copy(self, exc: Exception) -> None:
+        if not self.copy_warned:
+            self.copy_warned = True
+            log.warning(
+                "cacheplug: a result of %s cannot be deep-copied (%r), so with copy=True it is "
+                "returned without being cached; return a copyable value or drop copy=True",
+                self.func.__qualname__,
+                exc,
+            )
+
+    def call_wrapped(self, wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """wrapt's entry for bound calls (methods, classmethods, staticmethods)."""
+        key_args = args if instance is None or self.kind == "staticmethod" else (instance, *args)
+        if self.is_async:
+            return self.acall(wrapped, args, kwargs, key_args)
+        return self.call(wrapped, args, kwargs, key_args)
+
+    def split_values(self, values: tuple[Any, ...]) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """Turn the named fast path's values (NA marks a missing argument) back into a call.
 
         Values before the first missing one are passed by position, the others by name,
         which binds exactly as the original call did.
@@ -374,11 +623,7 @@ class _Core:
                 kwargs[name] = value
             else:
                 args.append(value)
-        return self.call_direct(tuple(args), kwargs)
-
-    async def acall_direct(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        func = self.func
-        return await self.acall(args, kwargs, lambda: func(*args, **kwargs))
+        return tuple(args), kwargs
 
     def shared_key(self, cache: Cache, binding: Binding, args: tuple[Any, ...]) -> str:
         """The string key of a fast-typed call, remembered for the hottest calls.
@@ -396,50 +641,49 @@ class _Core:
             memo[args] = skey
         return skey
 
-    def miss_direct(self, args: tuple[Any, ...]) -> Any:
-        """A fast-path call that missed memory: the argument tuple is already the key."""
-        func = self.func
+    def miss_begin(self, args: tuple[Any, ...]) -> Any:
+        """A fast-path call that missed memory: the argument tuple is already the key.
+
+        Returns a :class:`Pending` for the generated ``__call__`` to compute and pass to
+        :meth:`miss_end`, or the call's value when a shared tier (or, before the function
+        is bound to the current cache, the general path) served it.
+        """
         bound = self.bound
         if bound is None or bound[0] is not self.holder[0]:
             # Not bound to the current cache: the general path binds on the way.
-            return self.call(args, {}, lambda: func(*args))
+            return self.call(self.func, args, {}, args)
         cache, binding = bound
-        names, name = self.kept, self.name
-        if cache._lower:
+        skey = None
+        if cache._lower and not binding.local:
             # The fast path already looked in memory (and rechecked a moved epoch): go
             # straight to the shared tiers.
             skey = binding.skeys.get(args) or self.shared_key(cache, binding, args)
             entry = cache.read_lower(binding, args, skey, cache.clock())
             if entry is not MISS:
                 return cache.hit(binding, entry)
+        tags = (
+            binding.base_tags
+            if self.untagged
+            else self.tags(binding, dict(zip(self.names, args, strict=True)), args, {})
+        )
+        # Cache.begin(..., miss=True), inlined: this is every fast-path miss.
+        binding.misses.add()
+        return Pending(binding, args, skey, tags, self.ttl, cache.epoch[0], cache.clock())
+
+    def miss_end(self, pending: Pending, value: Any) -> Any:
+        """Store what a fast-path miss computed (see :meth:`miss_begin`) and return it."""
+        cache = pending.binding.cache
+        skey = pending.skey
+        if skey is not None:
             skey_fn: Callable[[], str] = lambda: skey  # noqa: E731
         else:
-            # A memory-only cache has nowhere else to look.
-            skey_fn = lambda: cache.function_key(name, encode_call(names, args))  # noqa: E731
-        return cache.fill(
-            binding,
-            args,
-            skey_fn,
-            lambda: func(*args),
-            binding.base_tags_fn
-            if self.untagged
-            else lambda: self.tags(binding, dict(zip(names, args, strict=True)), args, {}),
-            self.ttl,
-            self.cache_if,
-        )
-
-    async def acall(self, key_args: tuple[Any, ...], kwargs: dict[str, Any], thunk: Callable[[], Any]) -> Any:
-        try:
-            prepared = self.prepare(key_args, kwargs)
-        except TypeError as exc:
-            if isinstance(exc, ConfigurationError) or "cache key" in str(exc):
-                raise
-            return await thunk()
-        if prepared is None:
-            return await thunk()
-        cache, binding, fkey, skey_fn, tags_fn = prepared
-        value = await cache.acall(binding, fkey, skey_fn, thunk, tags_fn, self.ttl, self.cache_if)
-        return _copy.deepcopy(value) if self.copy else value
+            name, kept, fkey = self.name, self.kept, pending.fkey
+            assert isinstance(fkey, tuple)
+            skey_fn = lambda: cache.function_key(name, encode_call(kept, fkey))  # noqa: E731
+        if self.cache_if is not None:
+            return self.store(cache, pending, value, skey_fn)
+        cache.finish(pending, value, True, skey_fn)  # the fast path never copies
+        return value
 
     def note_hit(self, entry: Any) -> None:
         bound = self.bound
@@ -467,6 +711,7 @@ class _Core:
 
     def cache_key(self, key_args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
         cache = self.cache()
+        self.settle()
         _, skey_fn = self.keys(cache, self.arguments(key_args, kwargs), key_args, kwargs)
         return skey_fn()
 
@@ -481,8 +726,12 @@ class _Core:
         return cache, pending, skey_fn
 
 
-class BoundCachedFunction(wrapt.BoundFunctionWrapper[..., Any]):
-    """A cached method bound to an instance or class; helpers include the instance in the key."""
+class BoundCachedFunction(wrapt.BoundFunctionWrapper[P, R]):
+    """A cached method bound to an instance or class; helpers include the instance in the key.
+
+    Typed after the method's parameters without ``self``/``cls``: ``obj.method(1)``,
+    ``obj.method.invalidate(1)`` and ``Repo.util(3)`` (a cached staticmethod) check.
+    """
 
     def _key_args(self, args: tuple[Any, ...]) -> tuple[Any, ...]:
         instance = getattr(self.__wrapped__, "__self__", None)
@@ -501,25 +750,29 @@ class BoundCachedFunction(wrapt.BoundFunctionWrapper[..., Any]):
         """Drop every entry of the method, for every instance, in every tier."""
         self._self_core.clear()
 
-    def invalidate(self, *args: Any, **kwargs: Any) -> bool:
+    def invalidate(self, *args: P.args, **kwargs: P.kwargs) -> bool:
         """Drop the entry of this call (with this instance) in every tier."""
         return self._self_core.invalidate(self._key_args(args), kwargs)
 
-    def cache_key(self, *args: Any, **kwargs: Any) -> str:
+    def cache_key(self, *args: P.args, **kwargs: P.kwargs) -> str:
         """The stable string key of this call."""
         return self._self_core.cache_key(self._key_args(args), kwargs)
 
-    def refresh(self, *args: Any, **kwargs: Any) -> Any:
+    def refresh(self, *args: P.args, **kwargs: P.kwargs) -> R:
         """Recompute this call, store the result and return it."""
-        return _refresh(
+        if self._self_core.is_async:
+            return _arefresh(  # type: ignore[return-value]
+                self._self_core, self._key_args(args), kwargs, lambda: self.__wrapped__(*args, **kwargs)
+            )
+        return _refresh(  # type: ignore[no-any-return]
             self._self_core, self._key_args(args), kwargs, lambda: self.__wrapped__(*args, **kwargs)
         )
 
-    async def ainvalidate(self, *args: Any, **kwargs: Any) -> bool:
+    async def ainvalidate(self, *args: P.args, **kwargs: P.kwargs) -> bool:
         """Async twin of :meth:`invalidate`."""
-        return self.invalidate(*args, **kwargs)
+        return self._self_core.invalidate(self._key_args(args), kwargs)
 
-    async def arefresh(self, *args: Any, **kwargs: Any) -> Any:
+    async def arefresh(self, *args: P.args, **kwargs: P.kwargs) -> Any:
         """Async twin of :meth:`refresh` for async methods."""
         return await _arefresh(
             self._self_core, self._key_args(args), kwargs, lambda: self.__wrapped__(*args, **kwargs)
@@ -560,6 +813,21 @@ class CachedFunction(wrapt.FunctionWrapper[P, R]):
 
     __bound_function_wrapper__ = BoundCachedFunction  # type: ignore[assignment]
 
+    if TYPE_CHECKING:
+        # wrapt's C descriptor binds at run time; these tell the type checker what comes out.
+        # mypy hands @cached a staticmethod below it as the plain function: through the
+        # class every parameter is kept (a staticmethod is called as it is, a method takes
+        # self explicitly). Classmethods are told apart in cached()'s overloads, by their
+        # first parameter ``cls: type[T]``. A cached staticmethod called through an
+        # instance cannot be told from a method (wrapt's stubs say the same).
+        @overload  # type: ignore[override]
+        def __get__(self, instance: None, owner: type[Any] | None = None, /) -> CachedFunction[P, R]: ...
+        @overload
+        def __get__(
+            self: CachedFunction[Concatenate[T, P2], R2], instance: T, owner: type[Any] | None = None, /
+        ) -> BoundCachedFunction[P2, R2]: ...
+        def __get__(self, instance: Any, owner: type[Any] | None = None, /) -> Any: ...
+
     @property
     def _core(self) -> _Core:
         core: _Core = self._self_core
@@ -596,16 +864,30 @@ class CachedFunction(wrapt.FunctionWrapper[P, R]):
         return await _arefresh(self._core, args, kwargs, lambda: self.__wrapped__(*args, **kwargs))
 
 
+if TYPE_CHECKING:
+
+    class CachedClassMethod(CachedFunction[Concatenate[type[T], P], R]):
+        """``@cached`` above ``@classmethod`` (as mypy sees it: a function of ``cls: type[T]``).
+
+        Called directly it takes every parameter (a plain function whose first parameter is
+        a class stays usable); bound through the class or an instance, ``P``.
+        """
+
+        def __get__(  # type: ignore[override]
+            self, instance: object, owner: type[Any] | None = None, /
+        ) -> BoundCachedFunction[P, R]: ...
+
+    class _Decorator(Protocol):
+        """What ``cached(...)`` with options returns: a decorator for each kind of function."""
+
+        @overload
+        def __call__(self, func: Callable[Concatenate[type[T], P], R], /) -> CachedClassMethod[T, P, R]: ...
+        @overload
+        def __call__(self, func: Callable[P, R], /) -> CachedFunction[P, R]: ...
+
+
 def _wrap(func: Any, options: dict[str, Any]) -> Any:
     core = _Core(func, **options)
-
-    def wrapper(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        # Bound calls (methods, classmethods, staticmethods) arrive here through wrapt.
-        key_args = args if instance is None or core.kind == "staticmethod" else (instance, *args)
-        if core.is_async:
-            return core.acall(key_args, kwargs, lambda: wrapped(*args, **kwargs))
-        return core.call(key_args, kwargs, lambda: wrapped(*args, **kwargs))
-
     cls = type(
         "CachedFunction",
         (CachedFunction,),
@@ -615,9 +897,15 @@ def _wrap(func: Any, options: dict[str, Any]) -> Any:
             "__qualname__": CachedFunction.__qualname__,
         },
     )
-    proxy = cls(func, wrapper)
+    # Bound calls (methods, classmethods, staticmethods) arrive through wrapt's wrapper.
+    proxy = cls(func, core.call_wrapped)
     proxy._self_core = core
+    core.proxy = weakref.ref(proxy)
     return proxy
+
+
+@overload
+def cached(func: Callable[Concatenate[type[T], P], R], /) -> CachedClassMethod[T, P, R]: ...
 
 
 @overload
@@ -639,7 +927,7 @@ def cached(
     typed: bool = True,
     cache_if: Callable[[Any], bool] | None = None,
     copy: bool = False,
-) -> Callable[[Callable[P, R]], CachedFunction[P, R]]: ...
+) -> _Decorator: ...
 
 
 def cached(

@@ -6,16 +6,24 @@ epoch comparisons: no key string is built and no lock is taken. The code is gene
 per function, at decoration time, for its exact parameters (bound by name, so the call
 needs neither an ``*args`` tuple nor a ``**kwargs`` dict), from one template in which the
 sync ``__call__`` and the async ``probe`` share the same lookup text.
+
+On a miss the generated ``__call__`` asks the core to look in the shared tiers and start
+the computation (``miss_begin``), calls the user's function itself and hands the value to
+``miss_end``: while the function runs, the only frame of cacheplug's on the stack is that
+``__call__`` (a recursive cached function pays 2 recursion levels per call: the wrapper
+object's call and its ``__call__``).
 """
 
 from __future__ import annotations
 
+import functools
 import itertools
+import types
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from . import invalidation as inv
-from .calls import _EMPTY_SHELF
+from .calls import _EMPTY_SHELF, Pending
 
 if TYPE_CHECKING:
     from .decorator import _Core
@@ -29,11 +37,16 @@ _FAST_TYPES = frozenset({int, str, bytes, type(None)})
 _UNCOUNTED = itertools.count()
 
 
-_PROBE = """\
-try:
-    entry = shelf[args]  # a subscript is cheaper than .get(); a miss costs a compute anyway
-except KeyError:
-    {absent}
+def _abort(pending: Pending) -> None:
+    """A computation raised: stop capturing its reads (nothing is stored)."""
+    inv.capture_end(pending.token)
+
+
+def _indent_text(text: str, spaces: int) -> str:
+    return "".join(" " * spaces + line if line.strip() else line for line in text.splitlines(True))
+
+
+_CHECK = """\
 if entry.deadline > clock() and (
     entry.seq == epoch[0] or (fresh[1] == epoch[0] and entry.seq >= fresh[0]) or recheck(entry)
 ):
@@ -44,10 +57,44 @@ if entry.deadline > clock() and (
     {found}
 """
 
+_PROBE = (
+    """\
+try:
+    entry = shelf[args]  # a subscript is cheaper than .get(); a miss costs a compute anyway
+except KeyError:
+    {absent}
+"""
+    + _CHECK
+)
+
+# The sync call: a hit returns from the probe; a miss (absent or stale) computes right
+# here, so no thunk or coordinator frame sits between the caller and the function.
+_SYNC_PROBE = (
+    """\
+try:
+    entry = shelf[args]  # a subscript is cheaper than .get(); a miss costs a compute anyway
+except KeyError:
+    pass
+else:
+"""
+    + _indent_text(_CHECK, 4)
+    + """\
+__cp_pending = miss(args)
+if type(__cp_pending) is not PENDING:
+    return __cp_pending  # served by a shared tier (or the general path, before binding)
+try:
+    __cp_value = func(*args)
+except BaseException:
+    miss_abort(__cp_pending)
+    raise
+return miss_end(__cp_pending, __cp_value)
+"""
+)
+
 _TEMPLATE = """\
 def build(
-    func, call, call_values, miss, acall, active, capturing, note_hit,
-    FAST, EMPTY, NO_EPOCH, NA, next_, counter,
+    func, call, split_values, miss, miss_end, miss_abort, PENDING, acall, active, capturing,
+    note_hit, FAST, EMPTY, NO_EPOCH, NA, next_, counter,
 ):
     shelf, epoch, clock, hits, recheck, fresh = EMPTY, NO_EPOCH, float, counter, bool, [0, -1]
 
@@ -72,7 +119,7 @@ def build(
             entry = probe(args)
             if entry is not None:
                 return entry.value
-        return await acall(args, kwargs)
+        return await acall(func, args, kwargs, args)
 
     def __acall__(self, *args, **kwargs):
         return _acall(args, kwargs)
@@ -88,8 +135,8 @@ _NAMED_CALL = """\
         if {typecheck}:
             args = ({names_tuple})
 {probe_return_12}
-            return miss(args)
-        return call_values(({names_tuple}))"""
+        __cp_args, __cp_kwargs = split_values(({names_tuple}))
+        return call(func, __cp_args, __cp_kwargs, __cp_args)"""
 
 # Fallback when a parameter name would shadow a name of the template.
 _POSITIONAL_CALL = """\
@@ -97,18 +144,26 @@ _POSITIONAL_CALL = """\
         if not kwargs and not rest and {typecheck}:
             args = ({names_tuple})
 {probe_return_12}
-            return miss(args)
-        return call(({names_tuple})[: ({present})] + rest, kwargs)"""
+        __cp_args = ({names_tuple})[: ({present})] + rest
+        return call(func, __cp_args, kwargs, __cp_args)"""
 
 _TEMPLATE_NAMES = frozenset({
-    "func", "call", "call_values", "miss", "acall", "active", "capturing", "note_hit", "FAST",
-    "EMPTY", "NO_EPOCH", "NA", "next_", "counter", "shelf", "epoch", "clock", "hits", "rebind",
-    "probe", "args", "entry", "type", "recheck", "bool", "float", "fresh",
+    "func", "call", "split_values", "miss", "miss_end", "miss_abort", "PENDING", "acall",
+    "active", "capturing", "note_hit", "FAST", "EMPTY", "NO_EPOCH", "NA", "next_", "counter",
+    "shelf", "epoch", "clock", "hits", "rebind", "probe", "args", "entry", "type", "recheck",
+    "bool", "float", "fresh", "BaseException", "kwargs", "rest",
 })  # fmt: skip
 
 
 def _indent(text: str, spaces: int) -> str:
     return "\n".join(" " * spaces + line if line else line for line in text.splitlines())
+
+
+@functools.lru_cache(maxsize=256)
+def _compiled(source: str) -> types.CodeType:
+    """The code of one template instance: functions of one shape share it (compiling is
+    most of a decoration's cost); each gets its own names when it is built."""
+    return compile(source, "<cacheplug fast path>", "exec")
 
 
 def make_call(core: _Core) -> Callable[..., Any]:
@@ -123,17 +178,17 @@ def make_call(core: _Core) -> Callable[..., Any]:
         call, acall = core.call, core.acall
 
         def __call__(self: Any, *args: Any, **kwargs: Any) -> Any:
-            return call(args, kwargs, lambda: func(*args, **kwargs))
+            return call(func, args, kwargs, args)
 
         def __acall__(self: Any, *args: Any, **kwargs: Any) -> Any:
-            return acall(args, kwargs, lambda: func(*args, **kwargs))
+            return acall(func, args, kwargs, args)
 
         return __acall__ if core.is_async else __call__
     n = core.nparams
     named = not (_TEMPLATE_NAMES & set(core.names)) and not any(x.startswith("__") for x in core.names)
     names = list(core.names) if named else [f"a{i}" for i in range(n)]
     typecheck = " and ".join(f"type({a}) in FAST" for a in names) or "True"
-    probe_return = _indent(_PROBE.format(found="return entry.value", absent="return miss(args)"), 12)
+    probe_return = _indent(_SYNC_PROBE.format(found="return entry.value"), 12)
     if named:
         call_def = _NAMED_CALL.format(
             params=", ".join(f"{a}=NA" for a in names),
@@ -158,13 +213,16 @@ def make_call(core: _Core) -> Callable[..., Any]:
         probe_entry_12=_indent(_PROBE.format(found="return entry", absent="return None"), 12),
     )
     namespace: dict[str, Any] = {}
-    exec(compile(source, f"<cacheplug fast path of {core.name}>", "exec"), namespace)
+    exec(_compiled(source), namespace)
     sync_call, async_call, rebind = namespace["build"](
         func,
-        core.call_direct,
-        core.call_values,
-        core.miss_direct,
-        core.acall_direct,
+        core.call,
+        core.split_values,
+        core.miss_begin,
+        core.miss_end,
+        _abort,
+        Pending,
+        core.acall,
         inv.ACTIVE,
         inv.CAPTURE.get,
         core.note_hit,

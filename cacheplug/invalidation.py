@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import logging
+import re
 import string
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -79,19 +80,44 @@ def expand(tags: Iterable[str]) -> set[str]:
     return out
 
 
-def template_fields(template: str) -> list[str]:
-    """Root names of the replacement fields in ``template`` (``"{user.org_id}"`` → ``user``)."""
+_IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
+# {name}, {name.attr}, {name[key]} and chains of them: what str.format resolves from the
+# call's arguments without conversions or format specs.
+_FIELD = re.compile(rf"{_IDENT}(?:\.{_IDENT}|\[[^\[\]{{}}]+\])*")
+ALLOWED_FORMS = "'{name}', '{name.attr}' or '{name[key]}' (chains like '{user.org.id}' too)"
+
+
+def template_fields(template: str, what: str = "tag template") -> list[str]:
+    """Root names of the replacement fields in ``template`` (``"{user.org_id}"`` → ``user``).
+
+    Raises :class:`ConfigurationError` unless every field is one of the allowed forms
+    (see ``ALLOWED_FORMS``); ``{{`` and ``}}`` stand for literal braces.
+    """
+    try:
+        parsed = list(_FORMATTER.parse(template))
+    except ValueError as exc:
+        raise ConfigurationError(
+            f"{what} {template!r} is not a valid template ({exc}); fields are written "
+            f"{ALLOWED_FORMS}, literal braces as '{{{{' and '}}}}'"
+        ) from None
     roots = []
-    for _, field, _, _ in _FORMATTER.parse(template):
+    for _, field, spec, conversion in parsed:
         if field is None:
             continue
         if field == "" or field.isdigit():
             raise ConfigurationError(
-                f"tag template {template!r} uses a positional field; name the parameter, "
-                f"e.g. 'user:{{user_id}}'"
+                f"{what} {template!r} uses a positional field; name the parameter: "
+                f"{ALLOWED_FORMS}, e.g. 'user:{{user_id}}'"
             )
-        root = field.split(".", 1)[0].split("[", 1)[0]
-        roots.append(root)
+        if conversion is not None or spec:
+            raise ConfigurationError(
+                f"{what} {template!r}: the field {{{field}...}} has a conversion or format "
+                f"spec ('!r', ':>5'); only {ALLOWED_FORMS} are allowed: format the value in a "
+                f"tags= callable instead"
+            )
+        if _FIELD.fullmatch(field) is None:
+            raise ConfigurationError(f"{what} {template!r}: {{{field}}} is not one of {ALLOWED_FORMS}")
+        roots.append(field.split(".", 1)[0].split("[", 1)[0])
     return roots
 
 
@@ -134,7 +160,7 @@ class InvalidationRule:
         for template in frozen:
             if not isinstance(template, str):
                 raise ConfigurationError(f"InvalidationRule tag {template!r} is not a string")
-            unknown = [f for f in template_fields(template) if f != "id"]
+            unknown = [f for f in template_fields(template, "InvalidationRule template") if f != "id"]
             if unknown:
                 raise ConfigurationError(
                     f"InvalidationRule template {template!r} may only use {{id}}, not {unknown}"

@@ -119,17 +119,29 @@ def encode(value: Any, *, name: str = "argument") -> str:
     """Encode ``value`` as a stable, type-tagged string.
 
     Raises :class:`UnkeyableArgumentError` (a ``TypeError``) naming ``name`` when a part of
-    the value has no stable encoding.
+    the value has no stable encoding, or when encoding it raised (an int past the
+    interpreter's digit limit, a ``__cache_key__`` that fails): chained to that error.
     """
     try:
         return _encode(value, name)
     except _Unkeyable as exc:
         raise UnkeyableArgumentError(
             f"cannot build a cache key from {exc.path} of type "
-            f"{type(exc.value).__module__}.{type(exc.value).__qualname__}: give the type a "
-            f"__cache_key__() method returning a keyable value, pass key= to @cached to choose "
-            f"the key material yourself, or leave the parameter out with ignore=(...)"
+            f"{type(exc.value).__module__}.{type(exc.value).__qualname__}: {_WAYS_OUT}"
         ) from None
+    except (UnkeyableArgumentError, RecursionError, MemoryError):
+        raise  # the interpreter's limits, not the argument's fault (a cycle recurses too)
+    except Exception as exc:
+        raise UnkeyableArgumentError(
+            f"cannot build a cache key from {name} of type {type(value).__module__}."
+            f"{type(value).__qualname__}: encoding it raised {type(exc).__name__}: {exc}; {_WAYS_OUT}"
+        ) from exc
+
+
+_WAYS_OUT = (
+    "give the type a __cache_key__() method returning a keyable value, pass key= to @cached "
+    "to choose the key material yourself, or leave the parameter out with ignore=(...)"
+)
 
 
 def encode_call(names: tuple[str, ...], values: tuple[Any, ...]) -> str:
@@ -139,7 +151,10 @@ def encode_call(names: tuple[str, ...], values: tuple[Any, ...]) -> str:
         kind = type(value)
         # The two commonest argument types inline (same text as _EXACT gives them).
         if kind is int:
-            parts.append(f"i{value}")
+            try:
+                parts.append(f"i{value}")
+            except ValueError:  # past sys.get_int_max_str_digits(): encode() names it
+                parts.append(encode(value, name=f"parameter {name!r}"))
         elif kind is str:
             parts.append(f"s{len(value)}:{value}")
         else:

@@ -249,12 +249,13 @@ def test_ignored_parameters_are_left_out_of_the_key(memory_cache: Cache) -> None
     assert len(counter) == 1
 
 
-def test_namespace_separates_otherwise_identical_functions(memory_cache: Cache) -> None:
+def test_namespace_separates_otherwise_identical_functions(tiered_cache: Cache) -> None:
+    # Two function objects never share memory entries; identical ones share the disk tier's.
     counter = Counter()
     source = "def f(x):\n    counter.calls.append(x)\n    return x\n"
-    plain = _source_function(source, memory_cache, counter)
-    spaced = _source_function(source, memory_cache, counter, namespace="billing")
-    same = _source_function(source, memory_cache, counter)
+    plain = _source_function(source, tiered_cache, counter)
+    spaced = _source_function(source, tiered_cache, counter, namespace="billing")
+    same = _source_function(source, tiered_cache, counter)
     plain(1)
     same(1)
     assert len(counter) == 1
@@ -264,11 +265,12 @@ def test_namespace_separates_otherwise_identical_functions(memory_cache: Cache) 
     assert plain.cache_key(1) != spaced.cache_key(1)
 
 
-def test_explicit_version_replaces_the_fingerprint(memory_cache: Cache) -> None:
+def test_explicit_version_replaces_the_fingerprint(tiered_cache: Cache) -> None:
+    # Two function objects never share memory entries; the same version shares the disk's.
     counter = Counter()
-    v1 = _source_function("def f(x):\n    return 1\n", memory_cache, counter, version="7")
-    v1_edited = _source_function("def f(x):\n    return 2\n", memory_cache, counter, version="7")
-    v2 = _source_function("def f(x):\n    return 1\n", memory_cache, counter, version="8")
+    v1 = _source_function("def f(x):\n    return 1\n", tiered_cache, counter, version="7")
+    v1_edited = _source_function("def f(x):\n    return 2\n", tiered_cache, counter, version="7")
+    v2 = _source_function("def f(x):\n    return 1\n", tiered_cache, counter, version="8")
     assert v1.cache_key(1) == v1_edited.cache_key(1)
     assert "@7(" in v1.cache_key(1)
     assert v1.cache_key(1) != v2.cache_key(1)

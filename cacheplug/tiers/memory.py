@@ -1,7 +1,9 @@
 """The in-process tier: values by reference, O(1) get and set, bounded by entries or bytes.
 
-Entries live in *shelves*, one plain ``dict`` per (cache namespace, function), so that a
+Entries live in *shelves*, one plain ``dict`` per (cache, function object), so that a
 function's fast path looks its arguments up directly and ``cache_clear()`` drops one shelf.
+When a function object is garbage-collected its shelf is forgotten (:meth:`MemoryTier.forget`),
+entries and bookkeeping included, so decorating functions per call does not leak.
 
 Thread safety: a read is one ``dict.get`` and a store one dict assignment plus one
 ``deque.append``, each atomic under the GIL (and internally locked on free-threaded builds),
@@ -67,6 +69,10 @@ class MemoryTier:
         self.max_bytes = max_bytes
         self._shelves: dict[Hashable, Shelf] = {}
         self._meta: dict[int, Any] = {}
+        # Names of shelves whose owner is gone, waiting for the lock (see forget()), and the
+        # number of entries dropped with them that may still sit in the eviction queue.
+        self._forgotten: deque[Hashable] = deque()
+        self._dropped = 0
         # Every stored entry is appended here; entries replaced or removed since are skipped
         # when they reach the front. Eviction walks it from the front.
         self._queue: deque[Entry] = deque()
@@ -90,9 +96,52 @@ class MemoryTier:
             with self._lock:
                 found = self._shelves.get(name)
                 if found is None:
+                    self._reap()
                     found = self._shelves[name] = {}
                     self._meta[id(found)] = meta
         return found
+
+    def forget(self, name: Hashable) -> None:
+        """Drop the shelf called ``name`` with its entries and metadata (its owner is gone).
+
+        Called from garbage-collection finalizers, so it never blocks: if the lock is taken
+        (possibly by this very thread, interrupted by the collector) the shelf is dropped at
+        the next store that takes the lock or the next shelf created.
+        """
+        self._forgotten.append(name)
+        if self._lock.acquire(blocking=False):
+            try:
+                self._reap()
+            finally:
+                self._lock.release()
+
+    def _reap(self) -> None:
+        """Drop the forgotten shelves. Called with the lock held."""
+        forgotten = self._forgotten
+        while forgotten:
+            shelf = self._shelves.pop(forgotten.popleft(), None)
+            if shelf is None:
+                continue
+            self._meta.pop(id(shelf), None)
+            if self.max_bytes is not None:
+                for entry in list(shelf.values()):
+                    self._bytes -= self._sizes.pop(entry, 0)
+            self._dropped += len(shelf)
+            shelf.clear()
+        # Their entries still sit in the eviction queue (holding their values) until it is
+        # compacted: compact once they are a quarter of it, O(1) amortized per entry.
+        if self._dropped > 64 + len(self._queue) // 4:
+            self._compact()
+
+    def _compact(self) -> None:
+        """Drop queue items whose entry is no longer stored. Called with the lock held."""
+        queue = self._queue
+        # In place, so entries appended meanwhile by lock-free stores are kept.
+        for _ in range(len(queue)):
+            entry = queue.popleft()
+            if entry.shelf.get(entry.fkey) is entry:
+                queue.append(entry)
+        self._dropped = 0
 
     def meta_of(self, shelf: Shelf) -> Any:
         """What the owner of ``shelf`` attached to it when creating it (or ``None``)."""
@@ -170,6 +219,8 @@ class MemoryTier:
     def _maintain(self) -> None:
         """Evict past the bounds and drop dead queue items. Called with the lock held."""
         queue = self._queue
+        if self._forgotten:
+            self._reap()
         live = sum(len(shelf) for shelf in list(self._shelves.values()))
         budget = 2 * len(queue) + 16  # second chances are bounded: then evict regardless
         # Evict a little below the bound (1/64 of it), so a full tier takes the lock once
@@ -189,11 +240,7 @@ class MemoryTier:
                 live -= 1
                 self.evictions += 1
         if len(queue) > 2 * live + 1024:
-            # In place, so entries appended meanwhile by lock-free stores are kept.
-            for _ in range(len(queue)):
-                entry = queue.popleft()
-                if entry.shelf.get(entry.fkey) is entry:
-                    queue.append(entry)
+            self._compact()
         self._room = len(queue) + max(0, self.max_entries - live)
 
     # -- the Tier protocol, for direct string keys --------------------------------------
@@ -213,6 +260,7 @@ class MemoryTier:
             for shelf in self._shelves.values():
                 shelf.clear()
             self._queue.clear()
+            self._dropped = 0
             self._sizes.clear()
             self._bytes = 0
             self._room = self.max_entries

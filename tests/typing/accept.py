@@ -54,3 +54,58 @@ async def main() -> None:
     user_id, name = await fetch(user_id=3)
     assert_type(user_id, int)
     assert_type(name, str)
+
+
+class Repo:
+    def __cache_key__(self) -> str:
+        return "repo"
+
+    @cached
+    @staticmethod
+    def util(x: int) -> str:
+        return str(x)
+
+    @cached(ttl=5)
+    @staticmethod
+    def util_ttl(x: int) -> str:
+        return str(x)
+
+    @cached
+    @classmethod
+    def build(cls, n: int) -> list[int]:
+        return [n]
+
+    @cached(ttl=5)
+    def load(self, user_id: int, *, fresh: bool = False) -> dict[str, int]:
+        return {"id": user_id}
+
+    @cached
+    async def aload(self, user_id: int) -> int:
+        return user_id
+
+
+repo = Repo()
+
+# Staticmethods through the class, classmethods through the class or an instance, methods
+# without self. (A cached staticmethod called through an instance is not typed: mypy hands
+# @cached the plain function and it cannot be told from a method.)
+assert_type(Repo.util(3), str)
+assert_type(Repo.util_ttl(3), str)
+assert_type(Repo.build(2), list[int])
+assert_type(repo.build(2), list[int])
+assert_type(repo.load(1), dict[str, int])
+assert_type(repo.load(1, fresh=True), dict[str, int])
+
+# The helpers of bound methods are typed after the method's own parameters.
+assert_type(repo.load.cache_info(), CacheInfo)
+assert_type(repo.load.invalidate(1), bool)
+assert_type(repo.load.refresh(1, fresh=True), dict[str, int])
+assert_type(repo.load.cache_key(1), str)
+assert_type(repo.load.cache_clear(), None)
+assert_type(Repo.util.cache_key(3), str)
+assert_type(Repo.build.invalidate(2), bool)
+
+
+async def methods() -> None:
+    assert_type(await repo.aload(1), int)
+    assert_type(await repo.aload.ainvalidate(1), bool)

@@ -28,3 +28,29 @@ pending = fetch("one")  # expect: arg-type
 async def main() -> None:
     name: int = (await fetch(1))[1]  # expect: assignment
     value: tuple[int, str] = fetch(1)  # expect: assignment
+
+
+class Repo:
+    @cached
+    @staticmethod
+    def util(x: int) -> str:
+        return str(x)
+
+    @cached
+    @classmethod
+    def build(cls, n: int) -> list[int]:
+        return [n]
+
+    @cached(ttl=5)
+    def load(self, user_id: int) -> dict[str, int]:
+        return {"id": user_id}
+
+
+repo = Repo()
+Repo.util("x")  # expect: arg-type
+Repo.build("x")  # expect: arg-type
+repo.load("x")  # expect: arg-type
+repo.load.invalidate("x")  # expect: arg-type
+repo.load.refresh(1, 2)  # expect: call-arg
+wrong: str = repo.load.refresh(1)  # expect: assignment
+repo.load.cache_info().hits.upper()  # expect: attr-defined
