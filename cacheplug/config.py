@@ -27,6 +27,7 @@ and the workers of one service (started from one folder) share one disk tier.
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 import os
 import sys
@@ -72,6 +73,7 @@ _TEST_VARIABLES = ("CACHEPLUG_REQUIRE_SERVICES", "CACHEPLUG_MODEL_EXAMPLES", "CA
 _TEST_PREFIXES = ("CACHEPLUG_TEST_", "CACHEPLUG_BENCH_")
 # The last CACHEPLUG_* environment found valid, and the unknown names already warned about.
 _CHECKED: list[Any] = [None]
+log = logging.getLogger("cacheplug")
 _WARNED: set[str] = set()
 
 
@@ -207,6 +209,8 @@ def settings_from_env(**given: Any) -> dict[str, Any]:
         entries if entries is not None else (_env_number("CACHEPLUG_MAX_ENTRIES", int, 1) or 10_000)
     )
     out["directory"] = given.get("directory") or default_directory()
+    # The per-project default (no directory given anywhere): an unsafe one falls back to memory.
+    out["default_directory"] = not given.get("directory") and not _env("CACHEPLUG_DIR")
     tiers = given.get("tiers")
     if isinstance(tiers, str):
         out["tiers"] = _env_tiers(tiers, "tiers")
@@ -221,24 +225,59 @@ def settings_from_env(**given: Any) -> dict[str, Any]:
     out["middleware"] = given.get("middleware", ())
     secret = given.get("secret")
     out["secret"] = parse_secret(secret, "configure(secret=...)") if secret is not None else _env_secret()
+    explicit_dir = _env("CACHEPLUG_DIR")
+    if explicit_dir and not given.get("directory") and out["secret"] is None:
+        problem = _directory_problem(os.path.abspath(explicit_dir))
+        if problem is not None:
+            raise ConfigurationError(
+                f"CACHEPLUG_DIR={explicit_dir!r} is unsafe for cached entries: {problem}. Anyone who "
+                f"can write there could plant entries that run code in this process: point it at a "
+                f"folder only you own (mode 0700), or set CACHEPLUG_SECRET to sign entries"
+            )
     return out
 
 
-def build_tiers(names: Any, max_entries: int, directory: str) -> list[Any]:
+def _directory_problem(path: str) -> str | None:
+    from .tiers.disk import directory_problem
+
+    return directory_problem(path)
+
+
+def _safe_default(directory: str) -> bool:
+    """Is the per-project default directory (and the folder holding it) safe to use?"""
+    problem = _directory_problem(directory) or _directory_problem(os.path.dirname(directory))
+    if problem is None:
+        return True
+    if directory not in _WARNED:
+        _WARNED.add(directory)
+        log.warning(
+            "cacheplug: the default cache directory is unsafe (%s); the default cache stays in "
+            "memory. Set CACHEPLUG_DIR to a folder only you own, or CACHEPLUG_SECRET to sign entries",
+            problem,
+        )
+    return False
+
+
+def build_tiers(settings: dict[str, Any]) -> list[Any]:
+    """The tiers that ``settings`` (from :func:`settings_from_env`) describe."""
     from .tiers import DiskTier, MemoryTier
 
+    names = settings["tiers"]
     if not isinstance(names, tuple):
         return list(names)  # already tier objects
+    directory, secret = settings["directory"], settings["secret"]
     tiers: list[Any] = []
     for name in names:
-        tiers.append(MemoryTier(max_entries=max_entries) if name == "memory" else DiskTier(directory))
-    return tiers
+        if name == "memory":
+            tiers.append(MemoryTier(max_entries=settings["max_entries"]))
+        elif secret is not None or not settings["default_directory"] or _safe_default(directory):
+            tiers.append(DiskTier(directory, secret=secret))
+    return tiers or [MemoryTier(max_entries=settings["max_entries"])]
 
 
-def default_tiers() -> list[Any]:
+def default_tiers(secret: Any = None) -> list[Any]:
     """The tiers ``Cache()`` gets when none are given (from the environment)."""
-    s = settings_from_env()
-    return build_tiers(s["tiers"], s["max_entries"], s["directory"])
+    return build_tiers(settings_from_env(secret=secret))
 
 
 def _build(**settings: Any) -> Cache:
@@ -246,7 +285,7 @@ def _build(**settings: Any) -> Cache:
 
     s = settings_from_env(**settings)
     cache = Cache(
-        build_tiers(s["tiers"], s["max_entries"], s["directory"]),
+        build_tiers(s),
         default_ttl=s["default_ttl"],
         namespace=s["namespace"],
         clock=s["clock"],

@@ -109,7 +109,10 @@ class Cache:
     default ``time.time``) decides every expiry. ``middleware`` is composed once into the
     chain around every operation. ``debounce`` (seconds, off by default) coalesces bursts of
     invalidations at the price of serving invalidated entries until the window closes (see
-    :class:`~cacheplug.invalidation.Debouncer`). Use as a context manager to close it.
+    :class:`~cacheplug.invalidation.Debouncer`). ``secret`` (one str, comma-separated ones,
+    or a sequence: the first signs, all verify) signs the entries of the disk tier the cache
+    builds when ``tiers`` is not given (default: ``CACHEPLUG_SECRET``). Use as a context
+    manager to close it.
     """
 
     def __init__(
@@ -122,6 +125,7 @@ class Cache:
         middleware: Sequence[Middleware] = (),
         enabled: bool = True,
         debounce: float | None = None,
+        secret: str | Sequence[str] | None = None,
     ) -> None:
         if not isinstance(namespace, str) or "|" in namespace or "\x00" in namespace:
             raise ConfigurationError(f"Cache namespace must be a str without '|' or NUL, got {namespace!r}")
@@ -131,7 +135,12 @@ class Cache:
         if tiers is None:
             from .config import default_tiers
 
-            tiers = default_tiers()
+            tiers = default_tiers(secret)
+        elif secret is not None:
+            raise ConfigurationError(
+                "Cache(secret=...) applies to the tiers the cache builds itself; for tiers you pass, "
+                "give the secret to the tier: DiskTier(directory, secret=...)"
+            )
         tiers = list(tiers)
         if not tiers:
             raise ConfigurationError("Cache needs at least one tier, e.g. Cache([MemoryTier()])")

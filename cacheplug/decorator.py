@@ -131,32 +131,28 @@ def _check_decoratable(func: Any) -> None:
 # it fills: a snapshot of their contents at the first call would be arbitrary) and objects
 # compared by identity (a counter, a lock, a client, a Cache: no value to key). A value
 # object (one with its own ``__eq__``) must be keyable, or the function stays memory-only.
-_STATE_TYPES = (list, dict, set, bytearray)
-
-
 def _cell_key(value: Any, name: str) -> str | None:
-    """The stable encoding of one closure cell's value ("" for state), or ``None`` if none.
+    """The stable encoding of one closure cell's value, or ``None`` if it has none.
 
-    Functions (cached ones included) encode by qualified name, as arguments do: the cells
-    of a helper closure are not followed.
+    Functions (cached ones included) encode by qualified name and modules by name, as
+    globals would: the cells of a helper closure are not followed. Anything else that cannot
+    be keyed (a connection, an instance compared by identity) could make two closures of one
+    factory compute different results under one key, so such a function stays memory-only.
     """
-    if type(value) in _STATE_TYPES:
-        return ""
     if isinstance(value, types.ModuleType):
         return "M" + value.__name__
     try:
         return encode(value, name=f"closure variable {name!r}")
     except Exception:
-        identity: Any = type(value).__eq__
-        return "" if identity is object.__eq__ else None
+        return None
 
 
 def _cells_key(func: Any, own: Any) -> str | None:
     """The encoding of ``func``'s closure cells ("" if none count), or ``None`` if unkeyable.
 
-    Cells holding the function itself (or ``own``, its wrapper: recursion), ``__class__``
-    cells (``super()``) and mutable containers (state) are left out; an empty cell has no
-    value to key.
+    Cells holding the function itself (or ``own``, its wrapper: recursion) and ``__class__``
+    cells (``super()``) are left out; an empty cell has no value to key. Values are read
+    once, at the first call: a container mutated later keeps the key it had then.
     """
     closure = getattr(func, "__closure__", None)
     if not closure:
