@@ -291,10 +291,16 @@ class Journal:
 
 
 def create_private(path: str) -> None:
-    """Create ``path`` owner-only (0600 whatever the umask) if it does not exist."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    """Create ``path`` owner-only (0600 whatever the umask) unless it exists.
+
+    An existing file is not opened: closing any descriptor of a database releases every
+    POSIX lock this process holds on it, including those of open SQLite connections.
+    """
     try:
-        if os.fstat(fd).st_mode & 0o077 and os.fstat(fd).st_uid == os.geteuid():
-            os.fchmod(fd, 0o600)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    except FileExistsError:
+        return
+    try:
+        os.fchmod(fd, 0o600)
     finally:
         os.close(fd)

@@ -289,6 +289,7 @@ class HostVersions:
                 if exc.errno not in _READ_ONLY:
                     raise self._unavailable(f"the journal cannot be created ({exc})") from exc
                 writable = False
+            writable = writable and os.access(self._journal_path, os.W_OK)
             # SQLite creates -wal/-shm beside the journal: the folder must be writable too.
             writable = writable and os.access(os.path.dirname(self._journal_path), os.W_OK | os.X_OK)
         journal = Journal(self._journal_path, writable=writable, timeout=self._timeout)
@@ -390,7 +391,7 @@ class HostVersions:
         depth = self._flocks.get(fd, 0)
         if depth == 0:
             deadline = time.monotonic() + self._timeout
-            delay = 0.0005
+            delay = 0.00005
             while True:
                 try:
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -403,7 +404,7 @@ class HostVersions:
                         f"{self._timeout:g} s"
                     )
                 time.sleep(delay)  # flock has no timed wait: poll with a growing pause
-                delay = min(delay * 2, 0.02)
+                delay = min(delay * 2, 0.002)
         self._flocks[fd] = depth + 1
         try:
             yield
@@ -454,6 +455,15 @@ class HostVersions:
                 self.floor = max(self.floor, floor)
                 self.keyed = self.keyed or any(t.startswith("\x00k:") for t in self.mirror)
                 self.recent = ()
+                if self._seen >= upto:
+                    return  # the snapshot is newer than the epoch this catch-up started from
+                records = journal.records(self._seen, upto)
+            floor = journal.meta().floor
+            if len(records) != upto - self._seen and floor > self._seen:
+                # A process that reopened after a rebuild raised the journal's floor: nothing
+                # below it is recorded, and everything stored below it is stale.
+                self.mirror, self.recent = {}, ()
+                self._seen = self.floor = max(self.floor, floor)
                 records = journal.records(self._seen, upto)
             if len(records) != upto - self._seen:
                 # Records below the epoch are missing: this process may be reading a journal
