@@ -52,7 +52,8 @@ def test_a_first_release_journal_is_migrated_without_unpickling_it(
     conn = sqlite3.connect(directory / "journal" / "journal.db")
     conn.execute("CREATE TABLE journal (seq INTEGER PRIMARY KEY, tags BLOB NOT NULL)")
     conn.execute(
-        "CREATE TABLE snapshot (id INTEGER PRIMARY KEY CHECK (id = 0), seq INTEGER NOT NULL, versions BLOB NOT NULL)"
+        "CREATE TABLE snapshot (id INTEGER PRIMARY KEY CHECK (id = 0), "
+        "seq INTEGER NOT NULL, versions BLOB NOT NULL)"
     )
     conn.executemany("INSERT INTO journal VALUES (?, ?)", [(seq, bomb) for seq in range(1, 6)])
     conn.execute("INSERT INTO snapshot VALUES (0, 3, ?)", (bomb,))
