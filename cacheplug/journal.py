@@ -162,8 +162,8 @@ class Journal:
         if "meta" in tables:
             return self._meta(conn)
         if not self.writable:
-            what = "by an older release" if tables else "yet"
-            raise JournalTooNew(f"the journal was not written {what} and it cannot be written here")
+            what = "was written by an older release" if tables else "does not exist yet"
+            raise JournalCorrupt(f"the journal {what} and cannot be written by this process")
         conn.execute("BEGIN IMMEDIATE")
         try:
             legacy = bool(tables & {"journal", "snapshot"})
@@ -196,7 +196,10 @@ class Journal:
         except (KeyError, ValueError, TypeError) as exc:
             raise JournalCorrupt(f"the journal's meta table is damaged: {exc!r}") from None
         if fmt > FORMAT:
-            raise JournalTooNew(f"the journal has format {fmt}; this release reads format {FORMAT}")
+            raise JournalTooNew(
+                f"the journal has format {fmt} and this release reads format {FORMAT}: a newer "
+                f"cacheplug shares this folder; upgrade this process's cacheplug"
+            )
         if fmt != FORMAT or floor < 0:
             raise JournalCorrupt(f"the journal's meta table is damaged (format {fmt}, floor {floor})")
         return Meta(incarnation, floor, False, False)

@@ -353,9 +353,7 @@ class HostVersions:
                     )
                 return meta
             except JournalTooNew as exc:
-                raise self._unavailable(
-                    f"{exc}: a newer cacheplug shares this folder; upgrade this process's cacheplug"
-                ) from exc
+                raise self._unavailable(str(exc)) from exc
             except Exception as exc:
                 if attempt or not journal.writable or not is_corruption(exc):
                     raise
@@ -782,6 +780,9 @@ class HostVersions:
         with self._lock, contextlib.suppress(Exception):
             self._journal.close()
         _STORES.discard(self)
+        with _HOST_LOCK:
+            if _HOST.get(os.path.realpath(self.directory)) is self:
+                del _HOST[os.path.realpath(self.directory)]
 
     def __repr__(self) -> str:
         return f"HostVersions({self.directory!r}, epoch={self.epoch[0]}, incarnation={self.incarnation!r})"
@@ -809,7 +810,7 @@ def _release(fds: list[int], stop: threading.Event) -> None:
 
 _STORES: weakref.WeakSet[HostVersions] = weakref.WeakSet()
 _HOST: weakref.WeakValueDictionary[str, HostVersions] = weakref.WeakValueDictionary()
-_HOST_LOCK = threading.Lock()
+_HOST_LOCK = threading.RLock()  # reentrant: a fork from under it must not deadlock
 _FORKING: list[HostVersions] = []
 
 
@@ -831,7 +832,7 @@ def _after_fork_parent() -> None:
 
 def _after_fork_child() -> None:
     global _HOST_LOCK
-    _HOST_LOCK = threading.Lock()
+    _HOST_LOCK = threading.RLock()
     stores, _FORKING[:] = list(_FORKING), []
     for store in stores:
         try:
