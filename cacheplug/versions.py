@@ -247,12 +247,16 @@ class HostVersions:
             f"served until this is fixed (fix the permissions, free disk space or delete the folder)"
         )
 
-    def _open(self, previous: tuple[str, int] | None) -> None:
+    def _open(self, previous: tuple[str, int] | None, advance: int = 0) -> None:
         """Open (or create) the epoch file and the journal; repair what a crash left behind.
 
         ``previous``: the (incarnation, epoch) this process knew before a reopen. If the
-        journal was rebuilt since, the epoch is raised above the old one and the floor with
-        it, so no entry from before is judged against restarted numbers.
+        epoch file and the journal were both replaced since, numbers may have restarted: the
+        epoch and the journal's floor are raised above the old epoch, so no entry from before
+        is judged against restarted numbers. (With the same epoch file, numbers go on and the
+        new journal's floor already covers every entry from before it.) ``advance``: a
+        journal created now starts that far above the epoch (1 after a quarantine, so that
+        every fast path rechecks).
         """
         try:
             _private_dirs(os.path.dirname(self._journal_path))
@@ -304,19 +308,20 @@ class HostVersions:
                     length = mmap.PAGESIZE if writable or size >= mmap.PAGESIZE else 8
                     mm = mmap.mmap(fd, length, access=mmap.ACCESS_WRITE if writable else mmap.ACCESS_READ)
                     view = memoryview(mm).cast("q")
-                meta = self._open_journal(journal, view)
+                meta = self._open_journal(journal, view, advance)
                 if writable:
                     high = journal.high()
                     if view[0] < high or view[0] < 0:
                         view[0] = high  # a crash between commit and publish, or a lost epoch file
-                    if previous is not None and meta.incarnation != previous[0] and view[0] <= previous[1]:
+                    restarted = previous is not None and not same and meta.incarnation != previous[0]
+                    if previous is not None and restarted and meta.floor <= previous[1]:
                         journal.begin()
                         try:
                             journal.raise_floor(previous[1] + 1)
                             journal.commit()
                         finally:
                             journal.rollback()
-                        view[0] = previous[1] + 1
+                        view[0] = max(view[0], previous[1] + 1)
                         meta = journal.meta()
                 journal_id = _identity(self._journal_path)
         except VersionsUnavailable:
@@ -337,11 +342,11 @@ class HostVersions:
             with contextlib.suppress(Exception):
                 old.close()
 
-    def _open_journal(self, journal: Journal, view: Any) -> Any:
+    def _open_journal(self, journal: Journal, view: Any, advance: int) -> Any:
         """The journal's meta; a corrupt journal is quarantined and rebuilt once."""
         for attempt in range(2):
             try:
-                meta = journal.open(floor=max(view[0], 0) + attempt)
+                meta = journal.open(floor=max(view[0], 0) + max(attempt, advance))
                 journal.high()
                 journal.snapshot()  # parsed now, so that a damaged one is found here
                 if meta.migrated:
@@ -489,11 +494,8 @@ class HostVersions:
         with self._lock:
             if self._watcher is None:
                 self._watch()
-            if self._broken is not None:
-                with contextlib.suppress(Exception):
-                    self._check_locked()
-                if self._broken is not None:
-                    raise self._unavailable(self._broken)
+            if self._broken is not None:  # the watcher (and every bump) retries the reopen
+                raise self._unavailable(self._broken)
             current = self.epoch[0]
             if current < self._seen:
                 self._check_locked()  # an epoch going back: the file was replaced
@@ -598,7 +600,7 @@ class HostVersions:
             self._notify(True)
         return reopened
 
-    def _check_locked(self) -> bool:
+    def _check_locked(self, advance: int = 0) -> bool:
         try:
             ids = (_identity(self._epoch_path), _identity(self._journal_path))
         except OSError:
@@ -611,7 +613,7 @@ class HostVersions:
             epoch_moved = True
         previous = (self.incarnation, max(self.epoch[0], self._seen))
         try:
-            self._open(previous)
+            self._open(previous, advance)
             self._reload()
         except Exception as exc:
             if self._broken is None:
@@ -642,7 +644,7 @@ class HostVersions:
                 self._quarantine(exc)
             if self._ids is not None:  # force the reopen (of the journal: the epoch fd stays)
                 self._ids = (self._ids[0], (-1, -1))
-            if not self._check_locked():
+            if not self._check_locked(advance=1):
                 raise self._unavailable(self._broken or f"{exc!r}") from exc
         self._pending = True
 
