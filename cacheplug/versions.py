@@ -518,12 +518,20 @@ class HostVersions:
 
     def bump(self, tags: Iterable[str]) -> int:
         record = tuple(tags)
+        for tag in record:
+            if type(tag) is not str:  # the journal holds JSON lists of str, nothing else
+                raise TypeError(f"tags are str, got {tag!r}")
         reopened = False
         try:
             with self._lock:
                 if self._watcher is None:
                     self._watch()
                 reopened = self._check_locked()
+                if self._broken is not None:
+                    raise InvalidationError(
+                        f"cannot record the invalidation of {len(record)} tag(s): {self._broken}; "
+                        f"other processes may still serve the old values — fix it, then invalidate again"
+                    )
                 if not self.writable:
                     raise InvalidationError(
                         f"cannot record the invalidation of {len(record)} tag(s): {self.directory} "

@@ -303,3 +303,25 @@ def test_a_failing_listener_is_logged_and_the_watcher_keeps_running(
     watcher = store._watcher
     store.close()
     assert watcher is not None and not watcher.is_alive()  # close() joins its watcher
+
+
+def test_a_directory_replaced_by_a_file_fails_closed_until_it_can_be_recreated(tmp_path: Path) -> None:
+    directory = tmp_path / "versions"
+    store = HostVersions(str(directory))
+    recorder = _Recorder()
+    store.add_listener(recorder.heard)
+    try:
+        epoch = store.bump(["a"])
+        shutil.rmtree(directory)
+        directory.write_text("in the way")
+        with pytest.raises(InvalidationError):
+            store.bump(["b"])
+        assert store.epoch[0] == epoch + 1  # the old counter moved: every fast path rechecks...
+        with pytest.raises(VersionsUnavailable):
+            store.sync()  # ...and the recheck cannot judge anything fresh
+        directory.unlink()
+        assert recorder.reopened.wait(5), "the watcher did not reopen the store once it could"
+        seq = store.bump(["c"])
+        assert store.sync() == seq and store.floor > epoch
+    finally:
+        store.close()
