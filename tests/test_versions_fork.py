@@ -10,7 +10,7 @@ import pytest
 
 from cacheplug.versions import HostVersions, fresh
 
-from .versions_support import wait_child
+from .versions_support import in_child, wait_child
 
 FORKS = 200
 
@@ -105,4 +105,28 @@ def test_a_parent_and_its_forked_child_exclude_each_other_when_invalidating(tmp_
     assert (failed, child_failed) == (0, 0)
     assert store.sync() == store.epoch[0] == start + 2 * bumps
     assert store._journal.high() == start + 2 * bumps
+    store.close()
+
+
+def test_a_forked_child_has_its_own_epoch_file_and_tells_listeners(tmp_path: Path) -> None:
+    store = HostVersions(str(tmp_path / "versions"))
+    reopened = threading.Event()
+
+    def heard(flag: bool) -> None:
+        if flag:
+            reopened.set()
+
+    store.add_listener(heard)
+    generation, fd, epoch_view = store.generation, store._fd, store.epoch
+
+    def body() -> None:
+        assert store.generation == generation + 1
+        assert store._fd != fd and store.epoch is not epoch_view  # a new open file description
+        assert reopened.wait(5), "the child's watcher did not tell the listener about the reopen"
+        seq = store.bump(["child"])
+        assert epoch_view[0] == seq  # the old mapping (held by fast paths) still reads the counter
+
+    assert in_child(body) == ""
+    assert store.sync() == 1 and store.mirror == {"child": 1}
+    assert store.generation == generation and store._fd == fd
     store.close()
