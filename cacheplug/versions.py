@@ -234,7 +234,12 @@ class HostVersions:
         self._watcher: threading.Thread | None = None
         with self._lock:
             self._open(None)
-            self._reload()
+            try:
+                self._reload_or_recover()
+            except VersionsUnavailable:
+                raise
+            except Exception as exc:
+                raise self._unavailable(f"the journal cannot be read ({exc!r})") from exc
         weakref.finalize(self, _release, self._fds, self._stop)
         _STORES.add(self)
         self._watch()
@@ -435,6 +440,14 @@ class HostVersions:
         self.recent = ()
         self._replay(self.epoch[0])
 
+    def _reload_or_recover(self) -> None:
+        try:
+            self._reload()
+        except Exception as exc:
+            if not is_corruption(exc):
+                raise
+            self._recover(exc)  # a record that is not the expected JSON: never interpreted
+
     def _apply(self, seq: int, tags: Iterable[str]) -> None:
         frozen = frozenset(tags)
         for tag in frozen:
@@ -622,7 +635,10 @@ class HostVersions:
         previous = (self.incarnation, max(self.epoch[0], self._seen))
         try:
             self._open(previous, advance)
-            self._reload()
+            if advance:
+                self._reload()  # recovering already: a second corruption is a fault
+            else:
+                self._reload_or_recover()
         except Exception as exc:
             if self._broken is None:
                 log.warning("cacheplug: %s", exc)
