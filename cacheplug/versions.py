@@ -337,6 +337,11 @@ class HostVersions:
             raise self._unavailable(f"{exc!r}") from exc
         if getattr(self, "epoch", None) is not None and view is not self.epoch:
             self._maps.append((self._mmap, self.epoch))
+            if self.writable:
+                # Fast paths still holding the old counter see it move and recheck (through
+                # sync(), which answers from the new files) until they are rebound.
+                with contextlib.suppress(Exception):
+                    self.epoch[0] += 1
         old = getattr(self, "_journal", None)
         self._fd, self._mmap, self.epoch, self._journal = fd, mm, view, journal
         self.writable = writable
