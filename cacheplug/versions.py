@@ -234,7 +234,12 @@ class HostVersions:
         self._watcher: threading.Thread | None = None
         with self._lock:
             self._open(None)
-            self._reload()
+            try:
+                self._reload_or_recover()
+            except VersionsUnavailable:
+                raise
+            except Exception as exc:
+                raise self._unavailable(f"the journal cannot be read ({exc!r})") from exc
         weakref.finalize(self, _release, self._fds, self._stop)
         _STORES.add(self)
         self._watch()
@@ -332,6 +337,11 @@ class HostVersions:
             raise self._unavailable(f"{exc!r}") from exc
         if getattr(self, "epoch", None) is not None and view is not self.epoch:
             self._maps.append((self._mmap, self.epoch))
+            if self.writable:
+                # Fast paths still holding the old counter see it move and recheck (through
+                # sync(), which answers from the new files) until they are rebound.
+                with contextlib.suppress(Exception):
+                    self.epoch[0] += 1
         old = getattr(self, "_journal", None)
         self._fd, self._mmap, self.epoch, self._journal = fd, mm, view, journal
         self.writable = writable
@@ -434,6 +444,14 @@ class HostVersions:
         self.keyed = any(t.startswith("\x00k:") for t in self.mirror)
         self.recent = ()
         self._replay(self.epoch[0])
+
+    def _reload_or_recover(self) -> None:
+        try:
+            self._reload()
+        except Exception as exc:
+            if not is_corruption(exc):
+                raise
+            self._recover(exc)  # a record that is not the expected JSON: never interpreted
 
     def _apply(self, seq: int, tags: Iterable[str]) -> None:
         frozen = frozenset(tags)
@@ -622,7 +640,10 @@ class HostVersions:
         previous = (self.incarnation, max(self.epoch[0], self._seen))
         try:
             self._open(previous, advance)
-            self._reload()
+            if advance:
+                self._reload()  # recovering already: a second corruption is a fault
+            else:
+                self._reload_or_recover()
         except Exception as exc:
             if self._broken is None:
                 log.warning("cacheplug: %s", exc)

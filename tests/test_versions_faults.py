@@ -246,8 +246,10 @@ def test_a_deleted_directory_is_noticed_and_reopened_by_the_watcher(tmp_path: Pa
     try:
         store.bump(["a"])
         incarnation, generation, epoch = store.incarnation, store.generation, store.epoch[0]
+        old_view = store.epoch
         shutil.rmtree(directory)
         assert recorder.reopened.wait(5), "the watcher did not notice the deleted directory"
+        assert old_view[0] != epoch  # a fast path still reading the old counter rechecks
         assert store.incarnation != incarnation and store.generation > generation
         assert store.floor > epoch  # nothing from before the deletion is judged fresh
         other = HostVersions(str(directory))

@@ -142,3 +142,23 @@ def test_a_newer_format_journal_is_left_untouched_and_unreadable(tmp_path: Path)
         host_versions(str(directory))
     after = {name: (directory / "journal" / name).read_bytes() for name in os.listdir(directory / "journal")}
     assert after == before
+
+
+def test_a_tampered_record_met_on_open_is_never_interpreted(tmp_path: Path) -> None:
+    directory, marker = tmp_path / "versions", tmp_path / "marker"
+    store = HostVersions(str(directory))
+    store.bump(["a"])
+    incarnation = store.incarnation
+    store.close()
+    conn = sqlite3.connect(directory / "journal" / "journal.db", isolation_level=None)
+    conn.execute("INSERT INTO records VALUES (2, ?)", (pickle.dumps(_Plant(marker)),))
+    conn.close()
+    _write_epoch(directory, 2)
+    opened = HostVersions(str(directory))
+    try:
+        assert not marker.exists()
+        assert opened.incarnation != incarnation and opened.floor >= 3
+        assert opened.bump(["b"]) == opened.floor + 1
+    finally:
+        opened.close()
+    assert not marker.exists()
