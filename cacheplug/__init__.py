@@ -19,10 +19,13 @@ from .errors import (
     SerializationError,
     UnkeyableArgumentError,
 )
+from .forkgate import install as _install_fork_gate
 from .invalidation import InvalidationRule, batch
 from .keys import CacheKeys
 from .middleware import Middleware, Op
 from .tiers import DiskTier, MemoryTier, Tier
+
+_install_fork_gate()  # last: see cacheplug.forkgate
 
 __version__ = "0.1.0"
 

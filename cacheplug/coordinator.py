@@ -196,6 +196,11 @@ class Cache:
         """
         return self._enabled and not self.blind()
 
+    @enabled.setter
+    def enabled(self, value: bool) -> None:
+        self._enabled = bool(value)
+        notify_unbind(self)
+
     def blind(self) -> bool:
         """True while the host's invalidations cannot be read (retried every 10 s, here)."""
         if self.degraded is None:
@@ -203,11 +208,6 @@ class Cache:
         if time.monotonic() >= self._retry_at:
             self._retry_versions()
         return self.degraded is not None
-
-    @enabled.setter
-    def enabled(self, value: bool) -> None:
-        self._enabled = bool(value)
-        notify_unbind(self)
 
     def _open_versions(self) -> Versions:
         """The version store, or a blind one (and ``degraded`` set) when it cannot be read."""
@@ -607,10 +607,34 @@ class Cache:
             binding.misses.add()
         return Pending(binding, fkey, skey, tags, ttl, self.epoch[0], self.clock())
 
-    def finish(
+    async def afinish(
         self, pending: Pending, value: Any, store: bool, skey_fn: Callable[[], str], *, force: bool = False
     ) -> Entry:
-        """End a computation: store its value if allowed and still fresh; report it upward."""
+        """:meth:`finish` for async callers: the shared tiers are written in a worker thread.
+
+        A store may wait (boundedly) for a lock another process holds; the event loop goes on
+        meanwhile. The memory tier is written at once, as in :meth:`finish`.
+        """
+        deferred: list[Callable[[], None]] = []
+        entry = self.finish(pending, value, store, skey_fn, force=force, defer=deferred.append)
+        for write in deferred:
+            await asyncio.to_thread(write)
+        return entry
+
+    def finish(
+        self,
+        pending: Pending,
+        value: Any,
+        store: bool,
+        skey_fn: Callable[[], str],
+        *,
+        force: bool = False,
+        defer: Callable[[Callable[[], None]], None] | None = None,
+    ) -> Entry:
+        """End a computation: store its value if allowed and still fresh; report it upward.
+
+        ``defer``: receives the shared-tier writes instead of running them (see :meth:`afinish`).
+        """
         inv.capture_end(pending.token)
         bucket = pending.bucket
         if bucket:
@@ -628,9 +652,9 @@ class Cache:
         entry = Entry(value, now, None if ttl is None else now + ttl, pending.seq0, tags, cost, pending.skey)
         if store and ttl != 0:
             if self._chain is None:
-                self._store_direct(pending.binding, pending.fkey, skey_fn, entry, force, now)
+                self._store_direct(pending.binding, pending.fkey, skey_fn, entry, force, now, defer)
             else:
-                self._store(pending.binding, pending.fkey, skey_fn, entry, force, now)
+                self._store(pending.binding, pending.fkey, skey_fn, entry, force, now, defer)
         if inv.ACTIVE and inv.CAPTURE.get() is not None:
             if entry.skey is None:
                 entry.skey = skey_fn()
@@ -646,6 +670,7 @@ class Cache:
         entry: Entry,
         force: bool,
         now: float,
+        defer: Callable[[Callable[[], None]], None] | None = None,
     ) -> None:
         if self._chain is not None:
             skey = skey_fn()
@@ -654,11 +679,11 @@ class Cache:
                 skey,
                 binding.ident or None,
                 frozenset(entry.tags),
-                run=lambda: self._store_direct(binding, fkey, lambda: skey, entry, force, now),
+                run=lambda: self._store_direct(binding, fkey, lambda: skey, entry, force, now, defer),
             )
             self._chain(op)
         else:
-            self._store_direct(binding, fkey, skey_fn, entry, force, now)
+            self._store_direct(binding, fkey, skey_fn, entry, force, now, defer)
 
     def _store_direct(
         self,
@@ -668,6 +693,7 @@ class Cache:
         entry: Entry,
         force: bool,
         now: float,
+        defer: Callable[[Callable[[], None]], None] | None = None,
     ) -> None:
         seq0 = entry.seq
         skey = entry.skey
@@ -697,6 +723,12 @@ class Cache:
             return
         assert skey is not None
         entry.incarnation = self.versions.incarnation
+        if defer is not None:
+            defer(lambda: self._write_shared(binding, skey, entry))
+        else:
+            self._write_shared(binding, skey, entry)
+
+    def _write_shared(self, binding: Binding, skey: str, entry: Entry) -> None:
         # No storage-level expiry: expiry is judged on read by the cache's clock, and the
         # storage's own would only reclaim rows earlier at a cost on every store.
         for tier in self._lower:
@@ -774,7 +806,7 @@ class Cache:
         except BaseException:
             inv.capture_end(pending.token)
             raise
-        self.finish(pending, value, keep is None or bool(keep(value)), skey_fn)
+        await self.afinish(pending, value, keep is None or bool(keep(value)), skey_fn)
         return value
 
     def hit(self, binding: Binding, entry: Entry) -> Any:

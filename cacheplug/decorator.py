@@ -559,10 +559,18 @@ class _Core:
         except BaseException:
             _abort(pending)
             raise
-        return self.store(cache, pending, value, skey_fn)
+        keep, result = self.keep(pending, value)
+        await cache.afinish(pending, value, keep, skey_fn)
+        return result
 
     def store(self, cache: Cache, pending: Pending, value: Any, skey_fn: Callable[[], str]) -> Any:
         """End a computation: store ``value`` unless ``cache_if`` or ``copy=`` refuse it."""
+        keep, result = self.keep(pending, value)
+        cache.finish(pending, value, keep, skey_fn)
+        return result
+
+    def keep(self, pending: Pending, value: Any) -> tuple[bool, Any]:
+        """Whether ``value`` may be stored (``cache_if``, ``copy=``), and what the caller gets."""
         result = value
         try:
             keep = self.cache_if is None or bool(self.cache_if(value))
@@ -575,8 +583,7 @@ class _Core:
         except BaseException:
             _abort(pending)
             raise
-        cache.finish(pending, value, keep, skey_fn)
-        return result
+        return keep, result
 
     def copy_out(self, value: Any) -> Any:
         """A deep copy of a cached value for the caller (``copy=True``)."""
@@ -795,7 +802,8 @@ async def _arefresh(
     except BaseException:
         inv.capture_end(pending.token)
         raise
-    cache.finish(pending, value, core.cache_if is None or bool(core.cache_if(value)), skey_fn, force=True)
+    keep = core.cache_if is None or bool(core.cache_if(value))
+    await cache.afinish(pending, value, keep, skey_fn, force=True)
     return value
 
 

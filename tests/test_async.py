@@ -40,7 +40,8 @@ def test_async_result_is_persisted_to_disk(clock: FakeClock, disk_dir: Path) -> 
     calls: list[int] = []
 
     def make(cache: Cache) -> Any:
-        @cached(cache=cache)
+        # version=: these functions close over test counters (unkeyable), which would keep them memory-only
+        @cached(cache=cache, version="1")
         async def fetch(user_id: int, *, detail: bool = False) -> list[int]:
             calls.append(user_id)
             return [user_id, int(detail)]

@@ -110,7 +110,8 @@ def test_promoted_function_result_keeps_its_remaining_ttl(
     calls: list[int] = []
 
     def make(cache: Cache) -> Any:
-        @cached(100, cache=cache)
+        # version=: these functions close over test counters (unkeyable), which would keep them memory-only
+        @cached(100, cache=cache, version="1")
         def f(x: int) -> int:
             calls.append(x)
             return len(calls)
@@ -133,7 +134,7 @@ def test_namespaces_on_one_directory_never_see_each_other(clock: FakeClock, open
     calls: list[str] = []
 
     def make(cache: Cache) -> Any:
-        @cached(cache=cache)
+        @cached(cache=cache, version="1")
         def f(x: int) -> str:
             calls.append(cache.namespace)
             return f"{cache.namespace}:{x}"
@@ -223,7 +224,7 @@ def test_corrupt_disk_row_is_a_miss_deleted_and_counted(
     calls: list[int] = []
 
     def make(cache: Cache) -> Any:
-        @cached(cache=cache)
+        @cached(cache=cache, version="1")
         def f(x: int) -> int:
             calls.append(x)
             return x * 2

@@ -146,7 +146,8 @@ def test_disk_entry_expires_for_a_fresh_memory_tier(
     counter = Counter()
 
     def make(cache: Cache) -> Any:
-        @cached(10, cache=cache)
+        # version=: these functions close over test counters (unkeyable), which would keep them memory-only
+        @cached(10, cache=cache, version="1")
         def f(x: int) -> int:
             counter.calls.append(x)
             return len(counter)
@@ -472,7 +473,7 @@ def test_invalidate_reports_whether_a_fresh_entry_existed(tiered_cache: Cache, r
     counter = Counter()
 
     def make(cache: Cache) -> Any:
-        @cached(cache=cache)
+        @cached(cache=cache, version="1")
         def f(x: int, y: int = 0) -> int:
             counter.calls.append(x)
             return x

@@ -81,7 +81,8 @@ class User:
 def test_tag_templates_format_arguments_with_attribute_access(cache: Cache) -> None:
     calls = Calls()
 
-    @cached(cache=cache, tags=["user:{user_id}", "org:{user.org_id}"])
+    # version=: these functions close over test counters (unkeyable), which would keep them memory-only
+    @cached(cache=cache, tags=["user:{user_id}", "org:{user.org_id}"], version="1")
     def profile(user_id: int, user: User) -> int:
         return calls.hit(user_id)
 
@@ -108,7 +109,7 @@ def test_callable_tags_receive_the_call_arguments(cache: Cache) -> None:
         seen.append((a, b))
         return [f"a:{a}", f"b:{b}"]
 
-    @cached(cache=cache, tags=tags_of)
+    @cached(cache=cache, tags=tags_of, version="1")
     def f(a: int, b: int = 0) -> int:
         return calls.hit((a, b))
 
@@ -160,7 +161,7 @@ def test_invalidate_by_tag_and_by_key_makes_entries_stale_in_every_tier(
     cache = make_cache(kind)
     calls = Calls()
 
-    @cached(cache=cache, tags=["item:{i}"])
+    @cached(cache=cache, tags=["item:{i}"], version="1")
     def item(i: int) -> tuple[int, int]:
         return i, calls.hit(i)
 
@@ -207,11 +208,11 @@ def test_module_invalidate_reaches_every_open_cache(make_cache: Callable[..., Ca
 
 
 def _profile_and_dashboard(cache: Cache, calls: Calls, tags: Any) -> tuple[Any, Any]:
-    @cached(cache=cache, tags=tags)
+    @cached(cache=cache, tags=tags, version="1")
     def profile(user_id: int) -> int:
         return calls.hit(("profile", user_id))
 
-    @cached(cache=cache, depends_on=[profile])
+    @cached(cache=cache, depends_on=[profile], version="1")
     def dashboard(user_id: int) -> int:
         return calls.hit(("dashboard", user_id))
 
@@ -260,7 +261,7 @@ def test_depends_on_function_with_callable_tags_goes_stale_on_any_tag(cache: Cac
 def test_depends_on_tag_string(cache: Cache) -> None:
     calls = Calls()
 
-    @cached(cache=cache, depends_on=["settings"])
+    @cached(cache=cache, depends_on=["settings"], version="1")
     def page(i: int) -> int:
         return calls.hit(i)
 
@@ -275,11 +276,11 @@ def test_depends_on_tag_string(cache: Cache) -> None:
 
 
 def _outer_inner(cache: Cache, calls: Calls) -> tuple[Any, Any]:
-    @cached(cache=cache, tags=["item:{i}"])
+    @cached(cache=cache, tags=["item:{i}"], version="1")
     def inner(i: int) -> int:
         return calls.hit(("inner", i))
 
-    @cached(cache=cache)
+    @cached(cache=cache, version="1")
     def outer(i: int) -> tuple[int, int]:
         return calls.hit(("outer", i)), inner(i)
 
@@ -317,7 +318,7 @@ def test_outer_entry_captures_inner_hits_as_well_as_computations(cache: Cache) -
 def test_capture_is_transitive_to_depth_three(cache: Cache) -> None:
     calls = Calls()
 
-    @cached(cache=cache, tags=["c:{i}"])
+    @cached(cache=cache, tags=["c:{i}"], version="1")
     def c(i: int) -> int:
         return calls.hit(("c", i))
 
@@ -325,7 +326,7 @@ def test_capture_is_transitive_to_depth_three(cache: Cache) -> None:
     def b(i: int) -> int:
         return c(i) * 10
 
-    @cached(cache=cache)
+    @cached(cache=cache, version="1")
     def a(i: int) -> tuple[int, int]:
         return calls.hit(("a", i)), b(i)
 
@@ -341,7 +342,7 @@ def test_capture_of_direct_get_reads(cache: Cache) -> None:
     calls = Calls()
     cache.set("config", "v1", tags=["config"])
 
-    @cached(cache=cache)
+    @cached(cache=cache, version="1")
     def render(i: int) -> tuple[int, Any]:
         return calls.hit(i), cache.get("config")
 
@@ -353,12 +354,12 @@ def test_capture_of_direct_get_reads(cache: Cache) -> None:
 def test_async_capture(cache: Cache) -> None:
     calls = Calls()
 
-    @cached(cache=cache, tags=["item:{i}"])
+    @cached(cache=cache, tags=["item:{i}"], version="1")
     async def inner(i: int) -> int:
         await asyncio.sleep(0)
         return calls.hit(("inner", i))
 
-    @cached(cache=cache)
+    @cached(cache=cache, version="1")
     async def outer(i: int) -> tuple[int, int]:
         return calls.hit(("outer", i)), await inner(i)
 
@@ -376,11 +377,11 @@ def test_async_capture(cache: Cache) -> None:
 def test_concurrent_tasks_do_not_share_captures(cache: Cache) -> None:
     calls = Calls()
 
-    @cached(cache=cache, tags=["item:{i}"])
+    @cached(cache=cache, tags=["item:{i}"], version="1")
     async def inner(i: int) -> int:
         return calls.hit(("inner", i))
 
-    @cached(cache=cache)
+    @cached(cache=cache, version="1")
     async def outer(i: int, gate: int) -> int:
         await inner(i)
         await gates[gate].wait()  # the other task runs its whole computation meanwhile
@@ -409,17 +410,17 @@ def test_one_threads_computation_never_picks_up_another_threads_reads(cache: Cac
     calls = Calls()
     started, other_done = threading.Event(), threading.Event()
 
-    @cached(cache=cache, tags=["item:{i}"])
+    @cached(cache=cache, tags=["item:{i}"], version="1")
     def inner(i: int) -> int:
         return calls.hit(("inner", i))
 
-    @cached(cache=cache)
+    @cached(cache=cache, version="1")
     def slow(i: int) -> int:
         started.set()
         wait(other_done, "the other thread's reads")
         return calls.hit(("slow", i))
 
-    @cached(cache=cache)
+    @cached(cache=cache, version="1")
     def other(i: int) -> int:
         return inner(i) + calls.hit(("other", i))
 
@@ -440,11 +441,11 @@ def test_one_threads_computation_never_picks_up_another_threads_reads(cache: Cac
 def test_asyncio_to_thread_reads_are_captured(cache: Cache) -> None:
     calls = Calls()
 
-    @cached(cache=cache, tags=["item:{i}"])
+    @cached(cache=cache, tags=["item:{i}"], version="1")
     def inner(i: int) -> int:
         return calls.hit(("inner", i))
 
-    @cached(cache=cache)
+    @cached(cache=cache, version="1")
     async def outer(i: int) -> tuple[int, int]:
         return calls.hit(("outer", i)), await asyncio.to_thread(inner, i)
 
@@ -460,11 +461,11 @@ def test_asyncio_to_thread_reads_are_captured(cache: Cache) -> None:
 def test_copy_context_run_in_another_thread_is_captured(cache: Cache) -> None:
     calls = Calls()
 
-    @cached(cache=cache, tags=["item:{i}"])
+    @cached(cache=cache, tags=["item:{i}"], version="1")
     def inner(i: int) -> int:
         return calls.hit(("inner", i))
 
-    @cached(cache=cache)
+    @cached(cache=cache, version="1")
     def outer(i: int) -> tuple[int, int]:
         context = contextvars.copy_context()
         got: list[int] = []
@@ -481,7 +482,7 @@ def test_copy_context_run_in_another_thread_is_captured(cache: Cache) -> None:
 def test_recursive_function_depends_on_every_level(cache: Cache) -> None:
     calls = Calls()
 
-    @cached(cache=cache)
+    @cached(cache=cache, version="1")
     def fib(n: int) -> int:
         calls.hit(n)
         return n if n < 2 else fib(n - 1) + fib(n - 2)
@@ -613,7 +614,7 @@ def test_batch_applies_nothing_inside_and_one_coalesced_invalidation_at_exit(
     other = make_cache("memory")
     calls = Calls()
 
-    @cached(cache=cache, tags=["item:{i}"])
+    @cached(cache=cache, tags=["item:{i}"], version="1")
     def item(i: int) -> int:
         return calls.hit(i)
 
@@ -764,7 +765,7 @@ def test_reads_meeting_a_tier_fault_are_computed(clock: Any) -> None:
     cache = Cache([MemoryTier(), faulty], clock=clock)
     calls = Calls()
 
-    @cached(cache=cache, tags=["item:{i}"])
+    @cached(cache=cache, tags=["item:{i}"], version="1")
     def item(i: int) -> int:
         return calls.hit(i)
 
@@ -785,7 +786,7 @@ def test_a_call_whose_disk_store_meets_a_locked_database_still_returns(
     cache = make_cache("memory+disk", disk_timeout=0.2)
     calls = Calls()
 
-    @cached(cache=cache)
+    @cached(cache=cache, version="1")
     def item(i: int) -> int:
         return calls.hit(i)
 

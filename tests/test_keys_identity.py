@@ -12,6 +12,7 @@ import gc
 import importlib
 import logging
 import sys
+import threading
 import tracemalloc
 from collections.abc import Callable, Iterator
 from contextlib import closing
@@ -150,21 +151,88 @@ def test_closures_of_one_factory_never_share_entries(make_cache: Callable[[], Ca
     assert make(2)(5) == 10
 
 
-def test_closures_over_keyable_values_share_the_shared_tiers(tmp_path: Path) -> None:
-    computed: list[int] = []
+# Computations counted by a module global: globals are not closure cells, so counting them
+# leaves the closures below keyable (a counter in a cell would keep them memory-only).
+_COMPUTED: list[tuple[int, int]] = []
 
-    def make(cache: Cache, n: int) -> Any:
+
+@pytest.mark.parametrize("kind", ["disk", "memory+disk"])
+def test_closures_over_keyable_values_share_the_shared_tiers(tmp_path: Path, kind: str) -> None:
+    """Closures over an int and a dict join the shared key by value: another process's cache
+    on the same directory serves them, and two factories' closures never share an entry."""
+    _COMPUTED.clear()
+
+    def make(cache: Cache, config: dict[str, int]) -> Any:
         @cached(cache=cache)
         def times(x: int) -> int:
-            computed.append(x)  # a list is state, left out of the key
-            return x * n
+            _COMPUTED.append((config["rate"], x))
+            return x * config["rate"]
 
         return times
 
-    for _ in range(2):  # the second cache is another process's view of the same directory
-        with closing(DiskTier(tmp_path / "d")) as disk, Cache([MemoryTier(), disk]) as cache:
-            assert make(cache, 4)(2) == 8
-    assert computed == [2]
+    # The second cache is another process's view of the same directory, with an empty memory tier.
+    for _ in range(2):
+        with closing(DiskTier(tmp_path / "d")) as disk:
+            tiers: list[Any] = [disk] if kind == "disk" else [MemoryTier(), disk]
+            with Cache(tiers) as cache:
+                two, three = make(cache, {"rate": 2}), make(cache, {"rate": 3})
+                assert two(5) == 10
+                assert three(5) == 15
+                assert two(5) == 10
+                assert three(5) == 15
+                assert make(cache, {"rate": 2})(5) == 10  # a fresh closure over an equal dict
+    assert _COMPUTED == [(2, 5), (3, 5)]  # everything else was served by a shared tier
+
+
+@pytest.mark.parametrize("unkeyable", [threading.Lock, object], ids=["lock", "object"])
+def test_closure_over_an_identity_object_stays_memory_only_unless_versioned(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, unkeyable: Callable[[], Any]
+) -> None:
+    state = unkeyable()
+    computed: list[int] = []
+    with closing(DiskTier(tmp_path / "d")) as disk, Cache([MemoryTier(), disk]) as cache:
+
+        @cached(cache=cache)
+        def guarded(n: int) -> int:
+            computed.append(n)
+            return n * 2 if state is not None else 0
+
+        with caplog.at_level(logging.WARNING, logger="cacheplug"):
+            assert guarded(2) == 4
+            assert guarded(2) == 4
+            assert guarded(3) == 6
+        assert computed == [2, 3]  # memory still caches it
+        assert len(disk) == 0  # never written to the shared tier
+        warned = [r for r in caplog.records if r.levelno >= logging.WARNING]
+        assert len(warned) == 1
+        message = warned[0].getMessage()
+        assert "guarded" in message
+        assert "key=" in message or "version=" in message
+
+        # version=: the user says what identifies the function; the cells are ignored.
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="cacheplug"):
+
+            @cached(cache=cache, version="1")
+            def versioned(n: int) -> int:
+                computed.append(n)
+                return n * 2 if state is not None else 0
+
+            assert versioned(2) == 4
+        assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+        assert len(disk) == 1
+
+    # Another process's cache on the same directory, memory empty: served from disk.
+    computed.clear()
+    with closing(DiskTier(tmp_path / "d")) as disk, Cache([MemoryTier(), disk]) as cache:
+
+        @cached(cache=cache, version="1")
+        def versioned(n: int) -> int:  # the same function, in "another process"
+            computed.append(n)
+            return n * 2 if state is not None else 0
+
+        assert versioned(2) == 4
+    assert computed == []
 
 
 class _Money:

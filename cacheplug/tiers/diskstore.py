@@ -6,7 +6,7 @@
 - Its ``Disk`` writes value files 0600 in 0700 folders whatever the umask, and never
   unpickles: rows in diskcache's pickle or text modes, pickled keys and value file names
   outside the folder are refused (the tier only ever stores bytes under str keys).
-- Fork: :data:`sqlite_gate` is held around every SQLite call of the tier and taken before
+- Fork: every SQLite call of the tier runs inside the fork gate (``cacheplug.forkgate``), closed before
   a fork; a forked child keeps (never uses, never closes) the parent's connections and
   runs :data:`after_fork_in_child` so that each store opens its own.
 """
@@ -23,6 +23,8 @@ from collections.abc import Callable
 from typing import Any
 
 import diskcache
+
+from ..forkgate import GATE
 
 __all__ = ["Store", "after_fork_in_child", "private_makedirs", "sqlite_gate"]
 
@@ -107,11 +109,8 @@ class _Holder:
         self.con = con
 
 
-# Held around every SQLite call of the disk tier, and taken before a fork: a thread inside
-# SQLite at the moment of a fork may hold one of SQLite's process-wide mutexes, which the
-# child would inherit locked (a hang at its first query). The cost: one uncontended lock
-# per operation, and this process's disk-tier queries run one at a time.
-sqlite_gate = threading.Lock()
+# Around every SQLite call of the tier: a fork waits until none is under way (see forkgate).
+sqlite_gate = GATE
 _holders: weakref.WeakSet[_Holder] = weakref.WeakSet()
 _at_fork: list[Any] = []  # every live connection, while a fork is under way
 _inherited: list[Any] = []  # a forked child's copies of its parent's connections
@@ -224,7 +223,8 @@ class Store(diskcache.Cache):  # type: ignore[misc]
 
 
 def _before_fork() -> None:
-    sqlite_gate.acquire()
+    # The gate is closed by then (its before-fork hook runs first): no tier call
+    # starts before the fork; the list of connections is taken here.
     while True:
         try:
             _at_fork[:] = [h.con for h in list(_holders)]
@@ -235,7 +235,6 @@ def _before_fork() -> None:
 
 def _after_fork_in_parent() -> None:
     _at_fork.clear()
-    sqlite_gate.release()
 
 
 def _after_fork_in_child() -> None:
@@ -243,7 +242,6 @@ def _after_fork_in_child() -> None:
     # connections would be finalized (closed) here but for these references, kept forever.
     _inherited.extend(_at_fork)
     _at_fork.clear()
-    sqlite_gate.release()  # taken by this (the forking) thread in _before_fork
     for callback in list(after_fork_in_child):
         callback()
 
