@@ -17,6 +17,7 @@ from .errors import (
     ConfigurationError,
     InvalidationError,
     SerializationError,
+    TierUnavailable,
     UnkeyableArgumentError,
 )
 from .forkgate import install as _install_fork_gate
@@ -47,6 +48,7 @@ __all__ = [
     "Op",
     "SerializationError",
     "Tier",
+    "TierUnavailable",
     "UnkeyableArgumentError",
     "add_rule",
     "ainvalidate",
