@@ -1,0 +1,32 @@
+"""The package metadata promises only what exists (issue: smaller ones, 15)."""
+
+from __future__ import annotations
+
+import configparser
+from pathlib import Path
+
+import cacheplug
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _setup_cfg() -> configparser.ConfigParser:
+    parser = configparser.ConfigParser()
+    parser.read(ROOT / "setup.cfg")
+    return parser
+
+
+def test_every_extra_installs_something_the_package_uses() -> None:
+    extras = _setup_cfg()["options.extras_require"]
+    for name, requirements in extras.items():
+        assert requirements.strip(), f"the extra {name!r} installs nothing"
+    # No tier, integration or CLI ships yet that an extra would be for: only the dev extra.
+    assert set(extras) == {"dev"}
+
+
+def test_the_description_names_only_tiers_that_exist() -> None:
+    description = _setup_cfg()["metadata"]["description"].lower()
+    tiers = {name.removesuffix("Tier").lower() for name in cacheplug.__all__ if name.endswith("Tier")}
+    tiers.discard("")
+    for word in ("redis", "memcached", "valkey"):
+        assert word not in description or word in tiers, f"setup.cfg describes a {word} tier"
