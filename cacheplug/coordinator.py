@@ -1037,12 +1037,21 @@ class Cache:
             keys = getattr(tier, "keys", None)
             if keys is None:
                 continue
-            for skey in keys():
+            try:
+                stored = keys()
+            except Exception as exc:
+                self._fault(tier.name, "keys", exc)
+                continue
+            incarnation = self.versions.incarnation
+            for skey in stored:
                 if not skey.startswith(self._prefix):
                     continue
                 with contextlib.suppress(Exception):
                     found = tier.get(skey)
-                    if found is not MISS and not self.live(found, now) and tier.delete(skey):
+                    if found is MISS:
+                        continue
+                    stale = found.incarnation != incarnation or not self.live(found, now)
+                    if stale and tier.delete(skey):
                         removed += 1
         return removed
 
@@ -1084,6 +1093,8 @@ class Cache:
             degraded=self.degraded,
             unserializable=self.unserializable.value,
             corrupt=sum(getattr(t, "corrupt", 0) for t in self.tiers),
+            tampered=sum(getattr(t, "tampered", 0) for t in self.tiers),
+            foreign=sum(getattr(t, "foreign", 0) for t in self.tiers),
             invalidations=self.invalidations.value,
             epoch=self.epoch[0],
         )
