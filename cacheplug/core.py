@@ -61,7 +61,7 @@ on_unbind(_unbind_from)
 
 
 class _CoreBase:
-    """Everything ``@cached`` knows about one function; shared by sync and async drivers."""
+    """What ``@cached`` decides about one function; ``drivers._Core`` adds how its calls run."""
 
     def __init__(
         self,
