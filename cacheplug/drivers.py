@@ -1,0 +1,275 @@
+"""How a cached function's calls run: the general sync and async paths, the fast path's
+miss, and the helpers' operations.
+
+:class:`_Core` adds to what was decided at decoration time (:class:`~cacheplug.core._CoreBase`)
+how a call runs: served from a tier, or computed and stored (``cache_if=``, ``copy=``),
+through the general path (``call``/``acall``) or, for a call the generated fast path
+(``cacheplug.fastpath``) missed in memory, through ``miss_begin``/``miss_end``; and what
+``cache_info()``, ``cache_clear()``, ``invalidate()``, ``cache_key()`` and ``refresh()``
+(its plan: the wrappers run the recomputation) do in the function's current cache.
+
+Recursion: the user's function is called by the frame that looked the key up (the
+generated ``__call__`` on the fast path, ``_Core.call`` otherwise), never through thunks:
+a cached recursive function costs 2 recursion levels per call more than the plain one on
+the fast path (the wrapper object's call and its ``__call__``), at most 4 on the others.
+With middleware, the chain's own frames come on top.
+"""
+
+from __future__ import annotations
+
+import copy as _copy
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from . import invalidation as inv
+from .calls import Binding, Pending, _Read
+from .coordinator import Cache
+from .core import _CoreBase
+from .envelope import MISS
+from .errors import ConfigurationError, UnkeyableArgumentError
+from .fastpath import _NA, _abort
+from .keys import encode_call
+from .wrappers import CacheInfo
+
+log = logging.getLogger("cacheplug")
+
+
+class _Core(_CoreBase):
+    """Everything ``@cached`` knows about one function, with the drivers that run its calls."""
+
+    # -- calls -----------------------------------------------------------------------------
+    #
+    # The user's function is called right here, by the frame that looked the key up, not
+    # through a thunk handed to the coordinator: see the module docstring on recursion.
+
+    def call(
+        self,
+        func: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        key_args: tuple[Any, ...],
+    ) -> Any:
+        """The general sync path: ``func(*args, **kwargs)`` served or computed and stored."""
+        try:
+            prepared = self.prepare(key_args, kwargs)
+        except TypeError as exc:
+            if isinstance(exc, (ConfigurationError, UnkeyableArgumentError)) or "cache key" in str(exc):
+                raise
+            return func(*args, **kwargs)  # wrong arguments: let the function raise its own TypeError
+        if prepared is None:
+            return func(*args, **kwargs)
+        cache, binding, fkey, skey_fn, tags_fn = prepared
+        entry = cache.lookup(binding, fkey, skey_fn)
+        if entry is not MISS:
+            value = cache.hit(binding, entry)
+            return self.copy_out(value) if self.copy else value
+        pending = cache.begin(binding, fkey, None, tags_fn(), self.ttl, miss=True)
+        try:
+            if cache._chain is None:
+                value = func(*args, **kwargs)
+            else:
+                value = cache._run_compute(binding, skey_fn, lambda: func(*args, **kwargs))
+        except BaseException:
+            _abort(pending)
+            raise
+        return self.store(cache, pending, value, skey_fn)
+
+    async def acall(
+        self,
+        func: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        key_args: tuple[Any, ...],
+    ) -> Any:
+        """The general async path: the same steps as :meth:`call`, awaited."""
+        try:
+            prepared = self.prepare(key_args, kwargs)
+        except TypeError as exc:
+            if isinstance(exc, (ConfigurationError, UnkeyableArgumentError)) or "cache key" in str(exc):
+                raise
+            return await func(*args, **kwargs)
+        if prepared is None:
+            return await func(*args, **kwargs)
+        cache, binding, fkey, skey_fn, tags_fn = prepared
+        entry = cache.lookup(binding, fkey, skey_fn)
+        if entry is not MISS:
+            value = cache.hit(binding, entry)
+            return self.copy_out(value) if self.copy else value
+        pending = cache.begin(binding, fkey, None, tags_fn(), self.ttl, miss=True)
+        try:
+            if cache._chain is None:
+                value = await func(*args, **kwargs)
+            else:
+                value = await cache._run_compute(binding, skey_fn, lambda: func(*args, **kwargs))
+        except BaseException:
+            _abort(pending)
+            raise
+        keep, result = self.keep(pending, value)
+        await cache.afinish(pending, value, keep, skey_fn)
+        return result
+
+    def store(self, cache: Cache, pending: Pending, value: Any, skey_fn: Callable[[], str]) -> Any:
+        """End a computation: store ``value`` unless ``cache_if`` or ``copy=`` refuse it."""
+        keep, result = self.keep(pending, value)
+        cache.finish(pending, value, keep, skey_fn)
+        return result
+
+    def keep(self, pending: Pending, value: Any) -> tuple[bool, Any]:
+        """Whether ``value`` may be stored (``cache_if``, ``copy=``), and what the caller gets."""
+        result = value
+        try:
+            keep = self.cache_if is None or bool(self.cache_if(value))
+            if self.copy:
+                try:
+                    result = _copy.deepcopy(value)
+                except Exception as exc:
+                    keep = False  # it could not be copied out on a hit either: not stored
+                    self.warn_copy(exc)
+        except BaseException:
+            _abort(pending)
+            raise
+        return keep, result
+
+    def copy_out(self, value: Any) -> Any:
+        """A deep copy of a cached value for the caller (``copy=True``)."""
+        try:
+            return _copy.deepcopy(value)
+        except Exception as exc:
+            self.warn_copy(exc)
+            return value
+
+    def warn_copy(self, exc: Exception) -> None:
+        if not self.copy_warned:
+            self.copy_warned = True
+            log.warning(
+                "cacheplug: a result of %s cannot be deep-copied (%r), so with copy=True it is "
+                "returned without being cached; return a copyable value or drop copy=True",
+                self.func.__qualname__,
+                exc,
+            )
+
+    def call_wrapped(self, wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """wrapt's entry for bound calls (methods, classmethods, staticmethods)."""
+        key_args = args if instance is None or self.kind == "staticmethod" else (instance, *args)
+        if self.is_async:
+            return self.acall(wrapped, args, kwargs, key_args)
+        return self.call(wrapped, args, kwargs, key_args)
+
+    def split_values(self, values: tuple[Any, ...]) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """Turn the named fast path's values (NA marks a missing argument) back into a call.
+
+        Values before the first missing one are passed by position, the others by name,
+        which binds exactly as the original call did.
+        """
+        args: list[Any] = []
+        kwargs: dict[str, Any] = {}
+        gap = False
+        for name, value in zip(self.names, values, strict=True):
+            if value is _NA:
+                gap = True
+            elif gap:
+                kwargs[name] = value
+            else:
+                args.append(value)
+        return tuple(args), kwargs
+
+    def shared_key(self, cache: Cache, binding: Binding, args: tuple[Any, ...]) -> str:
+        """The string key of a fast-typed call, remembered for the hottest calls.
+
+        Calls served by the shared tiers need it on every read; encoding costs more than a
+        dict lookup, so up to 4096 recent keys per function are kept (the memo is simply
+        emptied when full).
+        """
+        memo = binding.skeys
+        skey = memo.get(args)
+        if skey is None:
+            skey = cache.function_key(self.name, encode_call(self.kept, args))
+            if len(memo) >= 4096:
+                memo.clear()
+            memo[args] = skey
+        return skey
+
+    def miss_begin(self, args: tuple[Any, ...]) -> Any:
+        """A fast-path call that missed memory: the argument tuple is already the key.
+
+        Returns a :class:`Pending` for the generated ``__call__`` to compute and pass to
+        :meth:`miss_end`, or the call's value when a shared tier (or, before the function
+        is bound to the current cache, the general path) served it.
+        """
+        bound = self.bound
+        if bound is None or bound[0] is not self.holder[0]:
+            # Not bound to the current cache: the general path binds on the way.
+            return self.call(self.func, args, {}, args)
+        cache, binding = bound
+        skey = None
+        if cache._lower and not binding.local:
+            # The fast path already looked in memory (and rechecked a moved epoch): go
+            # straight to the shared tiers.
+            skey = binding.skeys.get(args) or self.shared_key(cache, binding, args)
+            entry = cache.read_lower(binding, args, skey, cache.clock())
+            if entry is not MISS:
+                return cache.hit(binding, entry)
+        tags = (
+            binding.base_tags
+            if self.untagged
+            else self.tags(binding, dict(zip(self.names, args, strict=True)), args, {})
+        )
+        # Cache.begin(..., miss=True), inlined: this is every fast-path miss.
+        binding.misses.add()
+        return Pending(binding, args, skey, tags, self.ttl, cache.epoch[0], cache.clock())
+
+    def miss_end(self, pending: Pending, value: Any) -> Any:
+        """Store what a fast-path miss computed (see :meth:`miss_begin`) and return it."""
+        cache = pending.binding.cache
+        skey = pending.skey
+        if skey is not None:
+            skey_fn: Callable[[], str] = lambda: skey  # noqa: E731
+        else:
+            name, kept, fkey = self.name, self.kept, pending.fkey
+            assert isinstance(fkey, tuple)
+            skey_fn = lambda: cache.function_key(name, encode_call(kept, fkey))  # noqa: E731
+        if self.cache_if is not None:
+            return self.store(cache, pending, value, skey_fn)
+        cache.finish(pending, value, True, skey_fn)  # the fast path never copies
+        return value
+
+    def note_hit(self, entry: Any) -> None:
+        bound = self.bound
+        if bound is not None and inv.ACTIVE:
+            inv.note(_Read(bound[0], entry))
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def info(self) -> CacheInfo:
+        cache = self.cache()
+        binding = self.binding(cache)
+        maxsize = cache.memory.max_entries if cache.memory is not None else None
+        return CacheInfo(binding.hits.value, binding.misses.value, maxsize, len(binding.shelf))
+
+    def clear(self) -> None:
+        cache = self.cache()
+        binding = self.binding(cache)
+        cache.clear_binding(binding)
+
+    def invalidate(self, key_args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
+        cache = self.cache()
+        binding = self.binding(cache)
+        fkey, skey_fn = self.keys(cache, self.arguments(key_args, kwargs), key_args, kwargs)
+        return cache.invalidate_call(binding, fkey, skey_fn())
+
+    def cache_key(self, key_args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+        cache = self.cache()
+        self.settle()
+        _, skey_fn = self.keys(cache, self.arguments(key_args, kwargs), key_args, kwargs)
+        return skey_fn()
+
+    def refresh_plan(
+        self, key_args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[Cache, Any, Callable[[], str]]:
+        cache = self.cache()
+        binding = self.binding(cache)
+        arguments = self.arguments(key_args, kwargs)
+        fkey, skey_fn = self.keys(cache, arguments, key_args, kwargs)
+        pending = cache.begin(binding, fkey, None, self.tags(binding, arguments, key_args, kwargs), self.ttl)
+        return cache, pending, skey_fn
