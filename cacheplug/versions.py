@@ -180,23 +180,23 @@ class HostVersions(Recovering):
         self._journal_path = os.path.join(directory, "journal", "journal.db")
         self._timeout = timeout
         self._lock = threading.RLock()
-        self._flocks: dict[int, int] = {}  # fd -> depth of this process's flock on it
-        self.mirror: dict[str, int] = {}
+        self._flocks = {}
+        self.mirror = {}
         self.keyed = False
-        self.recent: tuple[tuple[int, frozenset[str]], ...] = ()
+        self.recent = ()
         self.floor = 0
         self._seen = 0
         self.generation = 0
         self._fd = -1
-        self._fds: list[int] = []  # every fd opened, closed with the store (see close())
-        self._maps: list[Any] = []  # replaced mmaps, kept alive for fast paths still reading them
-        self._ids: tuple[tuple[int, int], tuple[int, int]] | None = None
-        self._broken: str | None = None
-        self._pending = False  # a reopen that listeners have not heard of yet
-        self._listeners: list[Callable[[], Listener | None]] = []
-        self._logged: dict[str, float] = {}
+        self._fds = []
+        self._maps = []
+        self._ids = None
+        self._broken = None
+        self._pending = False
+        self._listeners = []
+        self._logged = {}
         self._stop = threading.Event()
-        self._watcher: threading.Thread | None = None
+        self._watcher = None
         with self._lock:
             self._open(None)
             try:
