@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from .coordinator import Cache
 
 from .errors import ConfigurationError
+from .private_files import directory_problem
 
 __all__ = ["configure", "default_directory", "get_cache"]
 
@@ -227,7 +228,7 @@ def settings_from_env(**given: Any) -> dict[str, Any]:
     out["secret"] = parse_secret(secret, "configure(secret=...)") if secret is not None else _env_secret()
     explicit_dir = _env("CACHEPLUG_DIR")
     if explicit_dir and not given.get("directory") and out["secret"] is None:
-        problem = _directory_problem(os.path.abspath(explicit_dir))
+        problem = directory_problem(os.path.abspath(explicit_dir))
         if problem is not None:
             raise ConfigurationError(
                 f"CACHEPLUG_DIR={explicit_dir!r} is unsafe for cached entries: {problem}. Anyone who "
@@ -237,15 +238,9 @@ def settings_from_env(**given: Any) -> dict[str, Any]:
     return out
 
 
-def _directory_problem(path: str) -> str | None:
-    from .tiers.disk import directory_problem
-
-    return directory_problem(path)
-
-
 def _safe_default(directory: str) -> bool:
     """Is the per-project default directory (and the folder holding it) safe to use?"""
-    problem = _directory_problem(directory) or _directory_problem(os.path.dirname(directory))
+    problem = directory_problem(directory) or directory_problem(os.path.dirname(directory))
     if problem is None:
         return True
     if directory not in _WARNED:

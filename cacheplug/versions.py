@@ -124,6 +124,16 @@ def fresh(mirror: dict[str, int], tags: Iterable[str], seq: int) -> bool:
     return True
 
 
+def _mirror(store: LocalVersions | HostVersions, seq: int, tags: Iterable[str]) -> None:
+    """Record invalidation ``seq`` of ``tags`` in a store's mirror and its recent window."""
+    frozen = frozenset(tags)
+    for tag in frozen:
+        store.mirror[tag] = seq
+        if tag.startswith("\x00k:"):
+            store.keyed = True
+    store.recent = (*store.recent[1 - _RECENT :], (seq, frozen))
+
+
 class LocalVersions:
     """Tag versions of one process."""
 
@@ -145,12 +155,7 @@ class LocalVersions:
     def bump(self, tags: Iterable[str]) -> int:
         with self._lock:
             seq = self.epoch[0] + 1
-            tags = frozenset(tags)
-            for tag in tags:
-                self.mirror[tag] = seq
-                if tag.startswith("\x00k:"):
-                    self.keyed = True
-            self.recent = (*self.recent[1 - _RECENT :], (seq, tags))
+            _mirror(self, seq, tags)
             # Published last: a reader that sees the new epoch also sees the versions.
             self.epoch[0] = seq
             return seq
@@ -291,12 +296,7 @@ class HostVersions(Recovering):
         return seq
 
     def _apply(self, seq: int, tags: Iterable[str]) -> None:
-        frozen = frozenset(tags)
-        for tag in frozen:
-            self.mirror[tag] = seq
-            if tag.startswith("\x00k:"):
-                self.keyed = True
-        self.recent = (*self.recent[1 - _RECENT :], (seq, frozen))
+        _mirror(self, seq, tags)
         self._seen = seq
 
     # -- lifetime -----------------------------------------------------------------------------

@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import CacheplugError
 from .journal import Journal, JournalTooNew, create_private, is_corruption
+from .private_files import private_makedirs
 
 __all__ = ["EpochFile", "Listener", "VersionsUnavailable"]
 
@@ -64,22 +65,6 @@ def _identity(path: str) -> tuple[int, int]:
 def _fd_identity(fd: int) -> tuple[int, int]:
     st = os.fstat(fd)
     return st.st_dev, st.st_ino
-
-
-def _private_dirs(*paths: str) -> None:
-    """Create each missing folder of ``paths`` (and missing parents) owner-only (0700)."""
-    for path in paths:
-        missing: list[str] = []
-        while not os.path.isdir(path):
-            missing.append(path)
-            parent = os.path.dirname(path)
-            if parent == path:
-                break
-            path = parent
-        for folder in reversed(missing):
-            with contextlib.suppress(FileExistsError):
-                os.mkdir(folder, 0o700)
-            os.chmod(folder, 0o700)  # mkdir's mode is masked by the umask; this is not
 
 
 _READ_ONLY = (errno.EACCES, errno.EPERM, errno.EROFS)
@@ -202,7 +187,7 @@ class EpochFile:
         every fast path rechecks).
         """
         try:
-            _private_dirs(os.path.dirname(self._journal_path))
+            private_makedirs(os.path.dirname(self._journal_path))
         except OSError as exc:
             raise self._unavailable(f"the folder cannot be created ({exc})") from exc
         writable = True

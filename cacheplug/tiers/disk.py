@@ -46,8 +46,9 @@ import diskcache
 from ..codec import PickleCodec, UnreadableEntryError, parse_secrets
 from ..envelope import MISS, Entry
 from ..errors import ConfigurationError, TierUnavailable
+from ..private_files import directory_problem, private_makedirs
 from ..versions import HostVersions, host_versions
-from .diskstore import Store, after_fork_in_child, private_makedirs, sqlite_gate
+from .diskstore import Store, after_fork_in_child, sqlite_gate
 
 __all__ = ["DiskTier", "directory_problem"]
 
@@ -58,26 +59,6 @@ LOG_EVERY = 10.0  # seconds between two log lines of one kind for one tier
 OPEN_WAIT = 1.0  # lock wait when opening off the call path (construction, check())
 _CORRUPT_MARKS = ("not a database", "malformed")
 _FLAGS = os.O_CLOEXEC | os.O_NOFOLLOW
-
-
-def directory_problem(path: str) -> str | None:
-    """Why ``path`` is unsafe for unsigned entries (``None`` when fine or absent).
-
-    Unsafe: a symlink, owned by another user than this process's, or group- or
-    world-writable. Anyone who can write there could plant entries that run code.
-    """
-    try:
-        st = os.lstat(path)
-    except OSError:
-        return None  # absent (it will be created owner-only) or unreachable (a fault)
-    if stat.S_ISLNK(st.st_mode):
-        return f"{path!r} is a symbolic link"
-    euid = os.geteuid()
-    if st.st_uid != euid:
-        return f"{path!r} is owned by uid {st.st_uid}, not by this process's user (uid {euid})"
-    if st.st_mode & 0o022:
-        return f"{path!r} is group- or world-writable (mode {stat.S_IMODE(st.st_mode):o})"
-    return None
 
 
 def _is_corrupt(exc: BaseException) -> bool:

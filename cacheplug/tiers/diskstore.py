@@ -25,27 +25,11 @@ from typing import Any
 import diskcache
 
 from ..forkgate import GATE
+from ..private_files import private_makedirs
 
-__all__ = ["Store", "after_fork_in_child", "private_makedirs", "sqlite_gate"]
+__all__ = ["Store", "after_fork_in_child", "sqlite_gate"]
 
 _FLAGS = os.O_CLOEXEC | os.O_NOFOLLOW
-
-
-def private_makedirs(path: str) -> None:
-    """``os.makedirs`` whose every created folder is 0700 whatever the umask."""
-    missing: list[str] = []
-    while not os.path.isdir(path):
-        missing.append(path)
-        parent = os.path.dirname(path)
-        if parent == path:
-            break
-        path = parent
-    for folder in reversed(missing):
-        try:
-            os.mkdir(folder, 0o700)
-        except FileExistsError:
-            continue
-        os.chmod(folder, 0o700)
 
 
 def _inside(filename: Any) -> bool:

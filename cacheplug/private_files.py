@@ -1,0 +1,55 @@
+"""Owner-only folders, and the check that a cache folder is safe to trust.
+
+Everything cacheplug writes to a cache directory may be read back by other processes, so
+nobody but this user may be able to write there (guarantee 6 of the design). This module is
+the one place that creates such folders whatever the umask, and that says why a folder is
+unsafe; the disk tier, the version store and the configuration all use it.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+
+__all__ = ["directory_problem", "private_makedirs"]
+
+
+def private_makedirs(path: str) -> None:
+    """``os.makedirs`` whose every created folder is 0700 whatever the umask.
+
+    A folder that another process created meanwhile is left as it is (it went through this
+    same function, or it is checked by :func:`directory_problem` before use).
+    """
+    missing: list[str] = []
+    while not os.path.isdir(path):
+        missing.append(path)
+        parent = os.path.dirname(path)
+        if parent == path:
+            break
+        path = parent
+    for folder in reversed(missing):
+        try:
+            os.mkdir(folder, 0o700)
+        except FileExistsError:
+            continue
+        os.chmod(folder, 0o700)  # mkdir's mode is masked by the umask; chmod's is not
+
+
+def directory_problem(path: str) -> str | None:
+    """Why ``path`` is unsafe for unsigned entries (``None`` when fine or absent).
+
+    Unsafe: a symlink, owned by another user than this process's, or group- or
+    world-writable. Anyone who can write there could plant entries that run code.
+    """
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return None  # absent (it will be created owner-only) or unreachable (a fault)
+    if stat.S_ISLNK(st.st_mode):
+        return f"{path!r} is a symbolic link"
+    euid = os.geteuid()
+    if st.st_uid != euid:
+        return f"{path!r} is owned by uid {st.st_uid}, not by this process's user (uid {euid})"
+    if st.st_mode & 0o022:
+        return f"{path!r} is group- or world-writable (mode {stat.S_IMODE(st.st_mode):o})"
+    return None
