@@ -40,6 +40,8 @@ log = logging.getLogger("cacheplug")
 
 _CORES: weakref.WeakSet[_CoreBase] = weakref.WeakSet()
 _SETTLE_LOCK = threading.Lock()
+# Functions already warned about as memory-only closures (module, qualified name).
+_WARNED_LOCAL: set[tuple[str, str]] = set()
 
 
 def _no_rebind(*_: Any) -> None:
@@ -153,9 +155,11 @@ class _CoreBase:
         if key is not None:
             self.key_parts.append(f"key={_qualname(key)}@{fingerprint(key)}")
         self.name = self._name()
-        # Closure cells join the key at the first call (some are empty until then), unless
-        # key= or version= says the user has chosen what identifies the function.
-        self.settled = key is not None or version is not None or not getattr(func, "__closure__", None)
+        # Closure cells join the key at the first call (some are empty until then); with key=
+        # or version= the user has chosen what identifies the function's code, and cells
+        # with no stable key are left out rather than keeping it memory-only.
+        self.versioned = key is not None or version is not None
+        self.settled = not getattr(func, "__closure__", None)
         self.local = False
         self.proxy: weakref.ref[Any] | None = None
         self.holder: list[Any] = [cache] if cache is not None else config.CURRENT
@@ -196,9 +200,13 @@ class _CoreBase:
 
     def _settle(self) -> None:
         own = self.proxy() if self.proxy is not None else None
-        cells = _cells_key(self.func, own)
+        cells = _cells_key(self.func, own, self.versioned)
         if cells is None:
             self.local = True
+            warned = (self.func.__module__, self.func.__qualname__)
+            if warned in _WARNED_LOCAL:
+                return self._settled()
+            _WARNED_LOCAL.add(warned)  # once per function definition, not per closure made
             log.warning(
                 "cacheplug: %s is a closure over a value with no stable key, so its results stay "
                 "in this process's memory and never reach the shared tiers; pass key= or version= "
@@ -208,6 +216,9 @@ class _CoreBase:
         elif cells:
             self.key_parts.append("cells=" + cells)
             self.name = self._name()
+        self._settled()
+
+    def _settled(self) -> None:
         self.settled = True
 
     # -- decoration-time checks ----------------------------------------------------------

@@ -20,7 +20,7 @@ from typing import Any
 import wrapt
 
 from .errors import ConfigurationError
-from .keys import _FALSE, _FLOAT, _TRUE, _qualname, encode
+from .keys import _FALSE, _FLOAT, _TRUE, _qualname, encode, fingerprint
 
 
 def _unfast(value: Any) -> Any:
@@ -62,34 +62,41 @@ def _check_decoratable(func: Any) -> None:
     )
 
 
-# What a closure keeps as *state* (like a module's global variables) is not what identifies
-# it, and is left out of the key as globals are: mutable containers (a list of calls, a dict
-# it fills: a snapshot of their contents at the first call would be arbitrary) and objects
-# compared by identity (a counter, a lock, a client, a Cache: no value to key). A value
-# object (one with its own ``__eq__``) must be keyable, or the function stays memory-only.
-def _cell_key(value: Any, name: str) -> str | None:
+# How deep a closure's helpers are followed (a helper's own closure, and so on).
+_MAX_DEPTH = 8
+
+
+def _cell_key(value: Any, name: str, versioned: bool, seen: set[int], depth: int) -> str | None:
     """The stable encoding of one closure cell's value, or ``None`` if it has none.
 
-    Functions (cached ones included) encode by qualified name and modules by name, as
-    globals would: the cells of a helper closure are not followed. Anything else that cannot
-    be keyed (a connection, an instance compared by identity) could make two closures of one
-    factory compute different results under one key, so such a function stays memory-only.
+    Modules encode by name. A function (a helper, a lambda, a wrapped original under another
+    decorator, a cached function) encodes by qualified name, the fingerprint of its code
+    (unless ``versioned``: then ``version=`` speaks for the code) and, followed recursively,
+    its own cells: two closures of one factory differ by what their helpers close over too.
+    A class made inside a function has no stable identity. Anything else must be keyable by
+    :func:`cacheplug.keys.encode`: a value with no stable key (a connection, an instance
+    compared by identity) could make two closures of one factory compute different results
+    under one key.
     """
     if isinstance(value, types.ModuleType):
         return "M" + value.__name__
+    code = getattr(value, "__code__", None)
+    if isinstance(value, types.FunctionType) and isinstance(code, types.CodeType):
+        head = "F" + _qualname(value) + ("" if versioned else "#" + fingerprint(value))
+        if id(value) in seen or depth >= _MAX_DEPTH:
+            return head
+        seen.add(id(value))
+        inner = _cells_of(value, None, versioned, seen, depth + 1)
+        return None if inner is None else f"{head}({inner})"
+    if isinstance(value, type) and "<locals>" in value.__qualname__:
+        return None
     try:
         return encode(value, name=f"closure variable {name!r}")
     except Exception:
         return None
 
 
-def _cells_key(func: Any, own: Any) -> str | None:
-    """The encoding of ``func``'s closure cells ("" if none count), or ``None`` if unkeyable.
-
-    Cells holding the function itself (or ``own``, its wrapper: recursion) and ``__class__``
-    cells (``super()``) are left out; an empty cell has no value to key. Values are read
-    once, at the first call: a container mutated later keeps the key it had then.
-    """
+def _cells_of(func: Any, own: Any, versioned: bool, seen: set[int], depth: int) -> str | None:
     closure = getattr(func, "__closure__", None)
     if not closure:
         return ""
@@ -103,9 +110,23 @@ def _cells_key(func: Any, own: Any) -> str | None:
             continue
         if name == "__class__" and isinstance(value, type):
             continue
-        encoded = _cell_key(value, name)
+        encoded = _cell_key(value, name, versioned, seen, depth)
         if encoded is None:
+            if versioned:
+                continue  # version= (or key=) says the user has taken care of what has no key
             return None
-        if encoded:
-            parts.append(f"{name}={encoded}")
+        parts.append(f"{name}={encoded}")
     return ",".join(parts)
+
+
+def _cells_key(func: Any, own: Any, versioned: bool = False) -> str | None:
+    """The encoding of ``func``'s closure cells ("" if none count), or ``None`` if unkeyable.
+
+    Cells holding the function itself (or ``own``, its wrapper: recursion) and ``__class__``
+    cells (``super()``) are left out; an empty cell has no value to key. Values are read
+    once, at the first call: a container mutated later keeps the key it had then.
+    ``versioned`` (``version=`` or ``key=`` given): cells with no stable key are left out
+    instead of making the function memory-only, and helpers' code is not fingerprinted;
+    keyable values still join the key, so a factory's closures never share entries.
+    """
+    return _cells_of(func, own, versioned, {id(func)}, 0)

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 import cacheplug.api
+import cacheplug.core
 import cacheplug.config
 from cacheplug import Cache, DiskTier, MemoryTier
 from cacheplug.coordinator import open_caches
@@ -65,6 +66,7 @@ def _isolated_cacheplug(
     monkeypatch.setenv("CACHEPLUG_DIR", str(tmp_path_factory.mktemp("cacheplug-default")))
     _reset_default_cache()
     cacheplug.api.clear_rules()
+    cacheplug.core._WARNED_LOCAL.clear()  # each test sees its own one-time warnings
     yield
     _reset_default_cache()
     cacheplug.api.clear_rules()

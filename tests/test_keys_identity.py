@@ -184,24 +184,27 @@ def test_closures_over_keyable_values_share_the_shared_tiers(tmp_path: Path, kin
     assert _COMPUTED == [(2, 5), (3, 5)]  # everything else was served by a shared tier
 
 
+_GUARDED_CALLS: list[int] = []
+
+
 @pytest.mark.parametrize("unkeyable", [threading.Lock, object], ids=["lock", "object"])
 def test_closure_over_an_identity_object_stays_memory_only_unless_versioned(
     tmp_path: Path, caplog: pytest.LogCaptureFixture, unkeyable: Callable[[], Any]
 ) -> None:
     state = unkeyable()
-    computed: list[int] = []
+    _GUARDED_CALLS.clear()  # a global, not a cell: a list's contents would join the key
     with closing(DiskTier(tmp_path / "d")) as disk, Cache([MemoryTier(), disk]) as cache:
 
         @cached(cache=cache)
         def guarded(n: int) -> int:
-            computed.append(n)
+            _GUARDED_CALLS.append(n)
             return n * 2 if state is not None else 0
 
         with caplog.at_level(logging.WARNING, logger="cacheplug"):
             assert guarded(2) == 4
             assert guarded(2) == 4
             assert guarded(3) == 6
-        assert computed == [2, 3]  # memory still caches it
+        assert _GUARDED_CALLS == [2, 3]  # memory still caches it
         assert len(disk) == 0  # never written to the shared tier
         warned = [r for r in caplog.records if r.levelno >= logging.WARNING]
         assert len(warned) == 1
@@ -215,7 +218,7 @@ def test_closure_over_an_identity_object_stays_memory_only_unless_versioned(
 
             @cached(cache=cache, version="1")
             def versioned(n: int) -> int:
-                computed.append(n)
+                _GUARDED_CALLS.append(n)
                 return n * 2 if state is not None else 0
 
             assert versioned(2) == 4
@@ -223,16 +226,16 @@ def test_closure_over_an_identity_object_stays_memory_only_unless_versioned(
         assert len(disk) == 1
 
     # Another process's cache on the same directory, memory empty: served from disk.
-    computed.clear()
+    _GUARDED_CALLS.clear()
     with closing(DiskTier(tmp_path / "d")) as disk, Cache([MemoryTier(), disk]) as cache:
 
         @cached(cache=cache, version="1")
         def versioned(n: int) -> int:  # the same function, in "another process"
-            computed.append(n)
+            _GUARDED_CALLS.append(n)
             return n * 2 if state is not None else 0
 
         assert versioned(2) == 4
-    assert computed == []
+    assert _GUARDED_CALLS == []
 
 
 class _Money:
@@ -336,3 +339,86 @@ def test_decorating_fresh_closures_does_not_leak() -> None:
         assert grown <= 1_000_000, f"{grown} bytes left behind"
         assert cache.stats().misses == 5050  # counts of dropped functions are kept
         assert len(cache.memory or ()) <= 64  # their shelves left the memory tier
+
+
+# -- closures whose cells hold functions, lambdas and classes ---------------------------------------
+
+
+def test_closures_over_helpers_of_one_factory_never_share_entries(make_cache: Callable[[], Cache]) -> None:
+    """A cell holding a function is keyed by that function's own cells too, not by its name."""
+    cache = make_cache()
+
+    def make(n: int) -> Any:
+        def scale(x: int) -> int:
+            return x * n
+
+        @cached(cache=cache)
+        def f(x: int) -> int:
+            return scale(x)
+
+        return f
+
+    def make_lambda(n: int) -> Any:
+        scale = lambda x: x * n  # noqa: E731
+
+        @cached(cache=cache)
+        def g(x: int) -> int:
+            return scale(x)
+
+        return g
+
+    assert (make(2)(5), make(3)(5)) == (10, 15)
+    assert (make_lambda(2)(5), make_lambda(3)(5)) == (10, 15)
+
+
+def test_version_keeps_a_factorys_keyable_cells_in_the_key(make_cache: Callable[[], Cache]) -> None:
+    """version= speaks for the code, not for what each closure closes over."""
+    cache = make_cache()
+
+    def make(n: int) -> Any:
+        @cached(cache=cache, version="1")
+        def f(x: int) -> int:
+            return x * n
+
+        return f
+
+    assert (make(2)(5), make(3)(5)) == (10, 15)
+
+
+def test_a_closure_over_a_class_made_by_a_factory_stays_memory_only(tmp_path: Path) -> None:
+    disk = DiskTier(tmp_path / "disk")
+
+    def make(n: int) -> Any:
+        class Scale:
+            factor = n
+
+        @cached(cache=Cache([MemoryTier(), disk]))
+        def f(x: int) -> int:
+            return x * Scale.factor
+
+        return f
+
+    assert (make(2)(5), make(3)(5)) == (10, 15)
+    assert len(disk) == 0
+
+
+def test_editing_a_function_under_another_decorator_changes_its_key(tmp_path: Path) -> None:
+    """``@cached`` over a ``functools.wraps`` wrapper: the wrapped body is fingerprinted too."""
+    directory = tmp_path / "disk"
+    results = []
+    for body in ("return x * 2", "return x * 3"):
+        namespace: dict[str, Any] = {}
+        exec(
+            "import functools\n"
+            "def logged(fn):\n"
+            "    @functools.wraps(fn)\n"
+            "    def inner(*args, **kwargs):\n"
+            "        return fn(*args, **kwargs)\n"
+            "    return inner\n"
+            f"def price(x):\n    {body}\n",
+            namespace,
+        )
+        with closing(DiskTier(directory)) as disk, Cache([MemoryTier(), disk]) as cache:
+            price = cached(cache=cache)(namespace["logged"](namespace["price"]))
+            results.append(price(10))
+    assert results == [20, 30]  # a deploy that edits the body never serves the old results
