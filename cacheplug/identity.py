@@ -64,6 +64,9 @@ def _check_decoratable(func: Any) -> None:
 
 # How deep a closure's helpers are followed (a helper's own closure, and so on).
 _MAX_DEPTH = 8
+# Containers a closure may mutate: keyed by their contents at the first call, except under
+# ``version=`` (or ``key=``), where they are the user's state to version.
+_MUTABLE = (list, dict, set, bytearray)
 
 
 def _cell_key(value: Any, name: str, versioned: bool, seen: set[int], depth: int) -> str | None:
@@ -90,6 +93,8 @@ def _cell_key(value: Any, name: str, versioned: bool, seen: set[int], depth: int
         return None if inner is None else f"{head}({inner})"
     if isinstance(value, type) and "<locals>" in value.__qualname__:
         return None
+    if versioned and type(value) in _MUTABLE:
+        return ""  # state the user versions (a counter, a registry), not what identifies it
     try:
         return encode(value, name=f"closure variable {name!r}")
     except Exception:
@@ -115,7 +120,8 @@ def _cells_of(func: Any, own: Any, versioned: bool, seen: set[int], depth: int) 
             if versioned:
                 continue  # version= (or key=) says the user has taken care of what has no key
             return None
-        parts.append(f"{name}={encoded}")
+        if encoded:
+            parts.append(f"{name}={encoded}")
     return ",".join(parts)
 
 
@@ -125,8 +131,9 @@ def _cells_key(func: Any, own: Any, versioned: bool = False) -> str | None:
     Cells holding the function itself (or ``own``, its wrapper: recursion) and ``__class__``
     cells (``super()``) are left out; an empty cell has no value to key. Values are read
     once, at the first call: a container mutated later keeps the key it had then.
-    ``versioned`` (``version=`` or ``key=`` given): cells with no stable key are left out
-    instead of making the function memory-only, and helpers' code is not fingerprinted;
-    keyable values still join the key, so a factory's closures never share entries.
+    ``versioned`` (``version=`` or ``key=`` given): cells with no stable key and mutable
+    containers are left out instead of making the function memory-only (or keying state),
+    and helpers' code is not fingerprinted; other keyable values still join the key, so a
+    factory's closures over different numbers, strings or tuples never share entries.
     """
     return _cells_of(func, own, versioned, {id(func)}, 0)
