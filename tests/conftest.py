@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 
 import cacheplug.api
-import cacheplug.core
 import cacheplug.config
+import cacheplug.core
 from cacheplug import Cache, DiskTier, MemoryTier
 from cacheplug.coordinator import open_caches
 

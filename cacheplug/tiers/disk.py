@@ -156,8 +156,10 @@ class DiskTier:
         else:
             # Ours and not writable by others: make it owner-only (an older release may
             # have left it readable). A directory accepted for its secret is left as it is.
-            if stat.S_IMODE(os.stat(self.directory).st_mode) != 0o700:
-                os.chmod(self.directory, 0o700)
+            # Only ever remove bits: an operator's read-only (0500) directory stays so.
+            mode = stat.S_IMODE(os.stat(self.directory).st_mode)
+            if mode & ~0o700:
+                os.chmod(self.directory, mode & 0o700)
         private_makedirs(self._entries)
         fd = os.open(self._db, os.O_RDWR | os.O_CREAT | _FLAGS, 0o600)
         try:

@@ -183,6 +183,37 @@ class Store(diskcache.Cache):  # type: ignore[misc]
         except OSError:
             return None  # the value file was deleted before it could be read: a miss
 
+    def reset(self, key: str, value: Any = diskcache.core.ENOVAL, update: bool = True) -> Any:
+        """diskcache's ``reset``, its PRAGMA retry loop (60 s there) bounded by ``_wait``.
+
+        Reached from the constructor and whenever a thread opens a connection (its
+        ``sqlite_`` settings are set again); a setting read or update goes through the
+        bounded ``_sql_retry`` in diskcache's own code.
+        """
+        if value is diskcache.core.ENOVAL or not key.startswith("sqlite_"):
+            return super().reset(key, value, update)
+        if update:
+            self._sql_retry("UPDATE Settings SET value = ? WHERE key = ?", (value, key))
+        sql = self._sql
+        pragma = key[7:]
+        deadline = time.monotonic() + self._wait
+        while True:
+            try:
+                try:
+                    ((old_value,),) = sql(f"PRAGMA {pragma}").fetchall()
+                    changed = old_value != value
+                except ValueError:
+                    changed = True
+                if changed:
+                    sql(f"PRAGMA {pragma} = {value}").fetchall()
+                break
+            except sqlite3.OperationalError as exc:
+                if str(exc) != "database is locked" or time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.001)
+        setattr(self, key, value)
+        return value
+
     @property
     def _sql_retry(self) -> Callable[..., Any]:
         sql = self._sql
