@@ -293,17 +293,19 @@ class Journal:
             conn.close()
 
 
-def create_private(path: str) -> None:
-    """Create ``path`` owner-only (0600 whatever the umask) unless it exists.
+def create_private(path: str) -> bool:
+    """Create ``path`` owner-only (0600 whatever the umask) unless it exists; True if created.
 
     An existing file is not opened: closing any descriptor of a database releases every
     POSIX lock this process holds on it, including those of open SQLite connections.
+    (``O_EXCL`` never follows a symbolic link.)
     """
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
     except FileExistsError:
-        return
+        return False
     try:
         os.fchmod(fd, 0o600)
     finally:
         os.close(fd)
+    return True

@@ -314,8 +314,8 @@ class HostVersions(Recovering):
             self._journal.close()
         _STORES.discard(self)
         with _HOST_LOCK:
-            if _HOST.get(os.path.realpath(self.directory)) is self:
-                del _HOST[os.path.realpath(self.directory)]
+            if _HOST.get(_resolved(self.directory)) is self:
+                del _HOST[_resolved(self.directory)]
 
     def __repr__(self) -> str:
         return f"HostVersions({self.directory!r}, epoch={self.epoch[0]}, incarnation={self.incarnation!r})"
@@ -357,12 +357,18 @@ def _after_fork_child() -> None:
 os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_parent, after_in_child=_after_fork_child)
 
 
+def _resolved(directory: str) -> str:
+    """``directory`` with its parent resolved but not itself: a symlinked store is refused."""
+    path = os.path.normpath(os.path.abspath(directory))
+    return os.path.join(os.path.realpath(os.path.dirname(path)), os.path.basename(path))
+
+
 def host_versions(directory: str) -> HostVersions:
     """The process's one :class:`HostVersions` for ``directory`` (shared by all tiers on it).
 
     Raises :class:`VersionsUnavailable` when its invalidations cannot be read (try again later).
     """
-    real = os.path.realpath(directory)
+    real = _resolved(directory)
     with _HOST_LOCK:
         store = _HOST.get(real)
         if store is None:

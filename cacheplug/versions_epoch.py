@@ -34,13 +34,14 @@ import fcntl
 import logging
 import mmap
 import os
+import stat
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from .errors import CacheplugError
-from .journal import Journal, JournalTooNew, create_private, is_corruption
+from .journal import Journal, JournalCorrupt, JournalTooNew, create_private, is_corruption
 from .private_files import private_makedirs
 
 __all__ = ["EpochFile", "Listener", "VersionsUnavailable"]
@@ -68,6 +69,38 @@ def _fd_identity(fd: int) -> tuple[int, int]:
 
 
 _READ_ONLY = (errno.EACCES, errno.EPERM, errno.EROFS)
+
+
+def _problem(path: str, st: os.stat_result | None = None) -> str | None:
+    """Why ``path`` (its ``lstat``, or ``st``) cannot be trusted; None when fine or absent.
+
+    Untrusted: a symbolic link, owned by another user than this process's (or root, whom
+    every user trusts anyway), or group- or world-writable. Whoever can write the store can
+    suppress invalidations, and every process of the host would then serve stale values.
+    """
+    if st is None:
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            return None  # created owner-only below
+        except OSError as exc:
+            return f"{path!r} cannot be examined ({exc})"
+    euid = os.geteuid()
+    if stat.S_ISLNK(st.st_mode):
+        return f"{path!r} is a symbolic link"
+    if st.st_uid not in (euid, 0):
+        return f"{path!r} is owned by uid {st.st_uid}, not by this process's user (uid {euid})"
+    if st.st_mode & 0o022:
+        return f"{path!r} is group- or world-writable (mode {stat.S_IMODE(st.st_mode):o})"
+    return None
+
+
+def _untrusted(problem: str) -> str:
+    return (
+        f"{problem}, so another user could rewrite the invalidations (and make stale values "
+        f"look fresh); it is not used: make it a real file or folder owned by uid {os.geteuid()} "
+        f"and writable only by it (chmod go-w), or delete the versions folder"
+    )
 
 
 def _release(fds: list[int], stop: threading.Event) -> None:
@@ -186,10 +219,15 @@ class EpochFile:
         journal created now starts that far above the epoch (1 after a quarantine, so that
         every fast path rechecks).
         """
+        parent = os.path.dirname(os.path.abspath(self.directory))
+        problem = _problem(parent) if previous is not None else None
+        if problem is not None:  # never reopened (nor recreated) in a folder another user controls
+            raise self._unavailable(_untrusted(problem))
         try:
             private_makedirs(os.path.dirname(self._journal_path))
         except OSError as exc:
             raise self._unavailable(f"the folder cannot be created ({exc})") from exc
+        self._check_trusted()
         writable = True
         try:
             same = self._ids is not None and _identity(self._epoch_path) == self._ids[0]
@@ -200,33 +238,35 @@ class EpochFile:
             writable = self.writable
         else:
             try:
-                fd = os.open(self._epoch_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+                fd = os.open(self._epoch_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
             except OSError as exc:
+                if exc.errno == errno.ELOOP:
+                    raise self._unavailable(_untrusted(f"{self._epoch_path!r} is a symbolic link")) from exc
                 if exc.errno not in _READ_ONLY:
                     raise self._unavailable(f"the epoch file cannot be opened ({exc})") from exc
                 try:
-                    fd = os.open(self._epoch_path, os.O_RDONLY | os.O_CLOEXEC)
+                    fd = os.open(self._epoch_path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
                 except OSError as exc2:
                     raise self._unavailable(f"the epoch file cannot be read ({exc2})") from exc2
                 writable = False
             self._fds.append(fd)
             st = os.fstat(fd)
+            problem = _problem(self._epoch_path, st)
+            if problem is not None:  # replaced since the check above
+                raise self._unavailable(_untrusted(problem))
             if writable and st.st_mode & 0o077 and st.st_uid == os.geteuid():
                 os.fchmod(fd, 0o600)
             mm = view = None
-        if writable:
-            try:
-                create_private(self._journal_path)
-            except OSError as exc:
-                if exc.errno not in _READ_ONLY:
-                    raise self._unavailable(f"the journal cannot be created ({exc})") from exc
-                writable = False
-            writable = writable and os.access(self._journal_path, os.W_OK)
-            # SQLite creates -wal/-shm beside the journal: the folder must be writable too.
-            writable = writable and os.access(os.path.dirname(self._journal_path), os.W_OK | os.X_OK)
+        # SQLite creates -wal/-shm beside the journal: the folder must be writable too.
+        writable = writable and os.access(os.path.dirname(self._journal_path), os.W_OK | os.X_OK)
+        if writable and os.path.lexists(self._journal_path):
+            writable = os.access(self._journal_path, os.W_OK)
         journal = Journal(self._journal_path, writable=writable, timeout=self._timeout)
         try:
             with self._flocked(fd) if writable else contextlib.nullcontext():
+                # Created and filled under the epoch lock: a journal found empty under it
+                # was truncated (see _open_journal), never one being created.
+                created = writable and create_private(self._journal_path)
                 if view is None:
                     size = os.fstat(fd).st_size
                     if size < mmap.PAGESIZE and writable:
@@ -236,7 +276,7 @@ class EpochFile:
                     length = mmap.PAGESIZE if writable or size >= mmap.PAGESIZE else 8
                     mm = mmap.mmap(fd, length, access=mmap.ACCESS_WRITE if writable else mmap.ACCESS_READ)
                     view = memoryview(mm).cast("q")
-                meta = self._open_journal(journal, view, advance)
+                meta = self._open_journal(journal, view, advance, created)
                 if writable:
                     high = journal.high()
                     if view[0] < high or view[0] < 0:
@@ -252,6 +292,7 @@ class EpochFile:
                         view[0] = max(view[0], previous[1] + 1)
                         meta = journal.meta()
                 journal_id = _identity(self._journal_path)
+                self._check_trusted()  # nothing was swapped while SQLite opened it
         except VersionsUnavailable:
             journal.close()
             raise
@@ -275,10 +316,26 @@ class EpochFile:
             with contextlib.suppress(Exception):
                 old.close()
 
-    def _open_journal(self, journal: Journal, view: Any, advance: int) -> Any:
-        """The journal's meta; a corrupt journal is quarantined and rebuilt once."""
+    def _check_trusted(self) -> None:
+        """Raise :class:`VersionsUnavailable` if a folder or file of the store is untrusted."""
+        folder = os.path.dirname(self._journal_path)
+        for path in (self.directory, folder, self._epoch_path, self._journal_path):
+            problem = _problem(path)
+            if problem is not None:
+                raise self._unavailable(_untrusted(problem))
+
+    def _open_journal(self, journal: Journal, view: Any, advance: int, created: bool = False) -> Any:
+        """The journal's meta; a corrupt journal is quarantined and rebuilt once.
+
+        An empty journal that this open did not just create (``created``) is corrupt: it was
+        truncated (journals are created and filled under the epoch lock), and SQLite would
+        report it locked to every process but the one still holding it open.
+        """
         for attempt in range(2):
             try:
+                empty = journal.writable and not (created or attempt or advance)
+                if empty and os.stat(self._journal_path).st_size == 0:
+                    raise JournalCorrupt("the journal is empty (truncated to 0 bytes)")
                 meta = journal.open(floor=max(view[0], 0) + max(attempt, advance))
                 journal.high()
                 journal.snapshot()  # parsed now, so that a damaged one is found here

@@ -5,7 +5,10 @@
   epoch; ``sync`` returns the epoch the mirror reflects, never a newer one.
 * **Reopening** (:meth:`Recovering.check`): the epoch file and the journal are identified
   by (device, inode); when either was deleted or replaced the store reopens, ``generation``
-  moves and listeners are told. A store that cannot be reopened stays broken (reads raise
+  moves and listeners are told. A folder or file that another user could write (a symlink,
+  owned by another user, group- or world-writable: checked on every open and every check)
+  breaks the store, and it is never reopened onto it. A store that cannot be reopened
+  stays broken (reads raise
   :class:`VersionsUnavailable`) and is retried by the watcher and by every bump.
 * **Quarantine**: a corrupt journal is moved aside once host-wide (under the epoch lock)
   and rebuilt with a new ``incarnation`` and a ``floor`` above every entry stored before;
@@ -22,7 +25,7 @@ import os
 import time
 
 from .journal import create_private, is_corruption
-from .versions_epoch import _identity
+from .versions_epoch import VersionsUnavailable, _identity
 from .versions_watch import Watching
 
 __all__ = ["Recovering"]
@@ -149,10 +152,15 @@ class Recovering(Watching):
             ids = (_identity(self._epoch_path), _identity(self._journal_path))
         except OSError:
             ids = None
+        untrusted = False
         if ids == self._ids and self._broken is None:
-            return False
+            try:
+                self._check_trusted()  # a chmod or chown since it was opened
+                return False
+            except VersionsUnavailable:
+                untrusted = True
         try:
-            epoch_moved = self._ids is None or _identity(self._epoch_path) != self._ids[0]
+            epoch_moved = untrusted or self._ids is None or _identity(self._epoch_path) != self._ids[0]
         except OSError:
             epoch_moved = True
         previous = (self.incarnation, max(self.epoch[0], self._seen))

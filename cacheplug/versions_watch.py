@@ -106,7 +106,9 @@ class Watching(EpochFile):
         self._watcher = None
         self._journal.abandon()
         try:
-            fd = os.open(self._epoch_path, (os.O_RDWR if self.writable else os.O_RDONLY) | os.O_CLOEXEC)
+            fd = os.open(
+                self._epoch_path, (os.O_RDWR if self.writable else os.O_RDONLY) | os.O_CLOEXEC | os.O_NOFOLLOW
+            )
         except OSError:
             fd = -1  # gone: the first check() reopens everything
         if fd >= 0:
