@@ -132,18 +132,20 @@ class CacheMachine(RuleBasedStateMachine):
             log.append((name, x, token))
             return token
 
-        @cached(ttl=TTLS["inner"], tags=["item:{x}"])
+        # version=: these close over the model's counters (unkeyable), which would keep them
+        # memory-only; the model checks the shared tiers too.
+        @cached(ttl=TTLS["inner"], tags=["item:{x}"], version="1")
         def inner(x: int) -> int:
             return computed("inner", x)
 
-        @cached(ttl=TTLS["outer"], tags=["page:{x}"])
+        @cached(ttl=TTLS["outer"], tags=["page:{x}"], version="1")
         def outer(x: int) -> tuple[int, int, Any]:
             # Reads another cached function and a direct key: both become dependencies.
             got_inner = inner(x)
             got_key = cacheplug.get_cache().get(f"k{x}", MISSING)
             return computed("outer", x), got_inner, got_key
 
-        @cached(ttl=TTLS["dash"], depends_on=[inner, "cfg"])
+        @cached(ttl=TTLS["dash"], depends_on=[inner, "cfg"], version="1")
         def dash(x: int) -> int:
             return computed("dash", x)
 
