@@ -262,15 +262,20 @@ class Journal:
 
     def high(self) -> int:
         """The highest sequence number this journal accounts for (records, snapshot, floor)."""
-        conn = self._conn()
-        top = conn.execute("SELECT MAX(seq) FROM records").fetchone()[0] or 0
-        snap = conn.execute("SELECT seq FROM snapshots WHERE id = 0").fetchone()
-        floor = conn.execute("SELECT value FROM meta WHERE key = 'floor'").fetchone()
+        # One statement: this runs inside every bump's write transaction.
+        top, snap, floor = (
+            self._conn()
+            .execute(
+                "SELECT (SELECT MAX(seq) FROM records), (SELECT seq FROM snapshots WHERE id = 0), "
+                "(SELECT value FROM meta WHERE key = 'floor')"
+            )
+            .fetchone()
+        )
         try:
-            base = int(floor[0]) if floor else 0
+            base = int(floor) if floor is not None else 0
         except ValueError:
             raise JournalCorrupt("the journal's floor is not a number") from None
-        return max(int(top), snap[0] if snap else 0, base)
+        return max(int(top or 0), int(snap or 0), base)
 
     def raise_floor(self, floor: int) -> None:
         """Declare nothing below ``floor`` recorded (inside the caller's transaction)."""

@@ -150,7 +150,7 @@ class EpochFile:
 
         def _quarantine(self, exc: BaseException) -> None: ...  # versions_recovery
 
-        def _check_locked(self, advance: int = 0) -> bool: ...  # versions_recovery
+        def _check_locked(self, advance: int = 0, trust: bool = False) -> bool: ...  # versions_recovery
 
         def _apply(self, seq: int, tags: Iterable[str]) -> None: ...  # versions
 

@@ -139,7 +139,7 @@ class Recovering(Watching):
         Raises :class:`VersionsUnavailable` if the store cannot be reopened.
         """
         with self._lock:
-            reopened = self._check_locked()
+            reopened = self._check_locked(trust=True)
             if self._broken is not None:
                 raise self._unavailable(self._broken)
             self._pending = self._pending and not reopened
@@ -147,13 +147,17 @@ class Recovering(Watching):
             self._notify(True)
         return reopened
 
-    def _check_locked(self, advance: int = 0) -> bool:
+    def _check_locked(self, advance: int = 0, trust: bool = False) -> bool:
+        # ``trust``: also look for a chmod or chown of unchanged files (the watcher and
+        # check() do; a bump only compares identities, two stat calls, to stay cheap).
         try:
             ids = (_identity(self._epoch_path), _identity(self._journal_path))
         except OSError:
             ids = None
         untrusted = False
         if ids == self._ids and self._broken is None:
+            if not trust:
+                return False
             try:
                 self._check_trusted()  # a chmod or chown since it was opened
                 return False

@@ -73,7 +73,7 @@ class Watching(EpochFile):
         reopened = False
         with self._lock:
             try:
-                reopened = self._check_locked()
+                reopened = self._check_locked(trust=True)
                 if self.writable and self._broken is None:
                     self._repair_behind()
             except Exception as exc:
