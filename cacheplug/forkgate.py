@@ -22,11 +22,18 @@ class ForkGate:
     """Counts the SQLite calls under way; :meth:`close` waits for them to leave."""
 
     def __init__(self) -> None:
-        self._cond = threading.Condition(threading.Lock())
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
         self._inside = 0
         self._closed = False
 
+    # Entering and leaving take the plain lock (a C-level context manager); only a call
+    # that meets a closed gate, and close() itself, use the condition built on that lock.
     def __enter__(self) -> None:
+        with self._lock:
+            if not self._closed:
+                self._inside += 1
+                return
         with self._cond:
             while self._closed:
                 self._cond.wait()
@@ -35,9 +42,9 @@ class ForkGate:
     def __exit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        with self._cond:
+        with self._lock:
             self._inside -= 1
-            if not self._inside:
+            if not self._inside and self._closed:
                 self._cond.notify_all()
 
     def close(self) -> None:
@@ -55,7 +62,8 @@ class ForkGate:
     def after_fork_in_child(self) -> None:
         # Only the forking thread lives on: no call is inside, and the condition's lock may
         # have been held by a thread that no longer exists.
-        self._cond = threading.Condition(threading.Lock())
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
         self._inside = 0
         self._closed = False
 
