@@ -378,6 +378,11 @@ class Cache:
             return True
         return self.recheck(entry)
 
+    def live_shared(self, entry: Entry, now: float) -> bool:
+        """:meth:`live` for an entry read from a shared tier: it must also have been judged
+        against this incarnation of the version store (``read_lower`` inlines this)."""
+        return entry.incarnation == self.versions.incarnation and self.live(entry, now)
+
     def _sync(self) -> int | None:
         """Catch up with the host's invalidations; ``None`` (a counted fault) if that fails."""
         try:
@@ -875,7 +880,7 @@ class Cache:
             except Exception as exc:
                 self._fault(tier.name, "get", exc)
                 continue
-            if found is not MISS and found.incarnation == self.versions.incarnation and self.live(found, now):
+            if found is not MISS and self.live_shared(found, now):
                 return found
         return MISS
 
@@ -1042,7 +1047,6 @@ class Cache:
             except Exception as exc:
                 self._fault(tier.name, "keys", exc)
                 continue
-            incarnation = self.versions.incarnation
             for skey in stored:
                 if not skey.startswith(self._prefix):
                     continue
@@ -1050,8 +1054,7 @@ class Cache:
                     found = tier.get(skey)
                     if found is MISS:
                         continue
-                    stale = found.incarnation != incarnation or not self.live(found, now)
-                    if stale and tier.delete(skey):
+                    if not self.live_shared(found, now) and tier.delete(skey):
                         removed += 1
         return removed
 
