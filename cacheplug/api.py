@@ -14,8 +14,8 @@ from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 from . import invalidation as inv
+from .cache import Cache, open_caches
 from .config import get_cache
-from .coordinator import Cache, open_caches
 from .errors import ConfigurationError
 
 __all__ = ["add_rule", "ainvalidate", "get_or_compute", "invalidate", "invalidate_by_write"]
@@ -66,7 +66,7 @@ def invalidate(tags: Iterable[str] = (), keys: Iterable[str] = ()) -> None:
             continue
         if id(cache.versions) in recorded and not keys:
             # Same version store: the bump is already recorded; only this cache's signal.
-            cache._apply_invalidation(set(tags), set(), record=False)
+            cache.invalidator.apply(set(tags), set(), record=False)
             continue
         cache.invalidate(tags=tags, keys=keys)
         if not cache.debounced:

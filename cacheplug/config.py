@@ -37,7 +37,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .coordinator import Cache
+    from .cache import Cache
 
 from .errors import ConfigurationError
 from .private_files import directory_problem
@@ -276,7 +276,7 @@ def default_tiers(secret: Any = None) -> list[Any]:
 
 
 def _build(**settings: Any) -> Cache:
-    from .coordinator import Cache
+    from .cache import Cache
 
     s = settings_from_env(**settings)
     cache = Cache(
@@ -313,7 +313,7 @@ def configure(cache: Any = None, **settings: Any) -> Any:
     settings override. Returns the new default cache. The previous
     default is closed if cacheplug built it.
     """
-    from .coordinator import Cache
+    from .cache import Cache
 
     if cache is not None and settings:
         raise ConfigurationError("configure() takes either a cache or settings, not both")
@@ -324,7 +324,7 @@ def configure(cache: Any = None, **settings: Any) -> Any:
     with _LOCK:
         old, CURRENT[0] = CURRENT[0], new
     if old is not None and old is not new:
-        from .coordinator import notify_unbind
+        from .cache.lifecycle import notify_unbind
 
         notify_unbind(old)
         if getattr(old, "_owns_tiers", False):

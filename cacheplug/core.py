@@ -28,8 +28,9 @@ from typing import Any
 
 from . import config
 from . import invalidation as inv
-from .calls import Binding, _ttl_seconds
-from .coordinator import Cache, on_unbind
+from .cache import Cache
+from .cache.calls import Binding, _ttl_seconds
+from .cache.lifecycle import on_unbind
 from .errors import ConfigurationError
 from .fastpath import _EMPTY, _NO_EPOCH, _UNCOUNTED
 from .identity import _cells_key, _check_decoratable, _unfast, _untyped
@@ -296,14 +297,14 @@ class _CoreBase:
             self.last = (cache, binding)
         bound = self.bound
         if bound is None or bound[0] is not cache:
-            if cache._chain is None and cache.enabled and not cache.closed:
+            if cache.chains.misses_only and cache.enabled and not cache.closed:
                 self.bound = (cache, binding)
                 self.rebind(
                     binding.shelf,
                     cache.epoch,
                     cache.clock,
                     binding.hits.counter,
-                    functools.partial(cache.recheck_in, binding),
+                    functools.partial(cache.judge.recheck_in, binding),
                     binding.fresh,
                 )
             else:

@@ -21,8 +21,8 @@ import weakref
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Protocol, TypeVar, overload
 
-from .calls import _ttl_seconds
-from .coordinator import Cache
+from .cache import Cache
+from .cache.calls import _ttl_seconds
 from .drivers import _Core as _Core
 from .fastpath import make_call
 from .wrappers import BoundCachedFunction as BoundCachedFunction

@@ -23,8 +23,10 @@ from collections.abc import Callable
 from typing import Any
 
 from . import invalidation as inv
-from .calls import Binding, Pending, _Read
-from .coordinator import Cache
+from .cache import Cache
+from .cache.calls import Binding, Pending, _Read
+from .cache.flow import arun, call_flow, run
+from .cache.tiering import Steps
 from .core import _CoreBase
 from .envelope import MISS
 from .errors import ConfigurationError, UnkeyableArgumentError
@@ -43,6 +45,24 @@ class _Core(_CoreBase):
     # The user's function is called right here, by the frame that looked the key up, not
     # through a thunk handed to the coordinator: see the module docstring on recursion.
 
+    def start(self, key_args: tuple[Any, ...], kwargs: dict[str, Any]) -> Steps | None:
+        """The compute flow of one call (run it with ``run``/``arun``), or ``None``: call the
+        function plainly (caching is off, or its arguments do not bind: the function raises
+        its own ``TypeError``)."""
+        try:
+            prepared = self.prepare(key_args, kwargs)
+        except TypeError as exc:
+            if isinstance(exc, (ConfigurationError, UnkeyableArgumentError)) or "cache key" in str(exc):
+                raise
+            return None
+        if prepared is None:
+            return None
+        cache, binding, fkey, skey_fn, tags_fn = prepared
+        keep = self.keep if self.cache_if is not None or self.copy else None
+        return call_flow(
+            cache, binding, fkey, skey_fn, tags_fn, self.ttl, keep, self.copy_out if self.copy else None
+        )
+
     def call(
         self,
         func: Callable[..., Any],
@@ -51,29 +71,10 @@ class _Core(_CoreBase):
         key_args: tuple[Any, ...],
     ) -> Any:
         """The general sync path: ``func(*args, **kwargs)`` served or computed and stored."""
-        try:
-            prepared = self.prepare(key_args, kwargs)
-        except TypeError as exc:
-            if isinstance(exc, (ConfigurationError, UnkeyableArgumentError)) or "cache key" in str(exc):
-                raise
-            return func(*args, **kwargs)  # wrong arguments: let the function raise its own TypeError
-        if prepared is None:
+        flow = self.start(key_args, kwargs)
+        if flow is None:
             return func(*args, **kwargs)
-        cache, binding, fkey, skey_fn, tags_fn = prepared
-        entry = cache.lookup(binding, fkey, skey_fn)
-        if entry is not MISS:
-            value = cache.hit(binding, entry)
-            return self.copy_out(value) if self.copy else value
-        pending = cache.begin(binding, fkey, None, tags_fn(), self.ttl, miss=True)
-        try:
-            if cache._chain is None:
-                value = func(*args, **kwargs)
-            else:
-                value = cache._run_compute(binding, skey_fn, lambda: func(*args, **kwargs))
-        except BaseException:
-            _abort(pending)
-            raise
-        return self.store(cache, pending, value, skey_fn)
+        return run(flow, func, args, kwargs)
 
     async def acall(
         self,
@@ -82,32 +83,11 @@ class _Core(_CoreBase):
         kwargs: dict[str, Any],
         key_args: tuple[Any, ...],
     ) -> Any:
-        """The general async path: the same steps as :meth:`call`, awaited."""
-        try:
-            prepared = self.prepare(key_args, kwargs)
-        except TypeError as exc:
-            if isinstance(exc, (ConfigurationError, UnkeyableArgumentError)) or "cache key" in str(exc):
-                raise
+        """The general async path: the same flow, driven by the async driver."""
+        flow = self.start(key_args, kwargs)
+        if flow is None:
             return await func(*args, **kwargs)
-        if prepared is None:
-            return await func(*args, **kwargs)
-        cache, binding, fkey, skey_fn, tags_fn = prepared
-        entry = cache.lookup(binding, fkey, skey_fn)
-        if entry is not MISS:
-            value = cache.hit(binding, entry)
-            return self.copy_out(value) if self.copy else value
-        pending = cache.begin(binding, fkey, None, tags_fn(), self.ttl, miss=True)
-        try:
-            if cache._chain is None:
-                value = await func(*args, **kwargs)
-            else:
-                value = await cache._run_compute(binding, skey_fn, lambda: func(*args, **kwargs))
-        except BaseException:
-            _abort(pending)
-            raise
-        keep, result = self.keep(pending, value)
-        await cache.afinish(pending, value, keep, skey_fn)
-        return result
+        return await arun(flow, func, args, kwargs)
 
     def store(self, cache: Cache, pending: Pending, value: Any, skey_fn: Callable[[], str]) -> Any:
         """End a computation: store ``value`` unless ``cache_if`` or ``copy=`` refuse it."""
@@ -154,7 +134,10 @@ class _Core(_CoreBase):
         key_args = args if instance is None or self.kind == "staticmethod" else (instance, *args)
         if self.is_async:
             return self.acall(wrapped, args, kwargs, key_args)
-        return self.call(wrapped, args, kwargs, key_args)
+        flow = self.start(key_args, kwargs)
+        if flow is None:
+            return wrapped(*args, **kwargs)
+        return run(flow, wrapped, args, kwargs)  # this frame, the driver's, then the function
 
     def split_values(self, values: tuple[Any, ...]) -> tuple[tuple[Any, ...], dict[str, Any]]:
         """Turn the named fast path's values (NA marks a missing argument) back into a call.
@@ -198,12 +181,13 @@ class _Core(_CoreBase):
         is bound to the current cache, the general path) served it.
         """
         bound = self.bound
-        if bound is None or bound[0] is not self.holder[0]:
-            # Not bound to the current cache: the general path binds on the way.
+        if bound is None or bound[0] is not self.holder[0] or not bound[0].chains.quiet_miss:
+            # Not bound to the current cache (the general path binds on the way), or
+            # middleware observes the miss: the general flow runs it.
             return self.call(self.func, args, {}, args)
         cache, binding = bound
         skey = None
-        if cache._lower and not binding.local:
+        if cache.tiering.lower and not binding.local:
             # The fast path already looked in memory (and rechecked a moved epoch): go
             # straight to the shared tiers.
             skey = binding.skeys.get(args) or self.shared_key(cache, binding, args)
@@ -250,13 +234,13 @@ class _Core(_CoreBase):
     def clear(self) -> None:
         cache = self.cache()
         binding = self.binding(cache)
-        cache.clear_binding(binding)
+        cache.invalidator.clear_function(binding)
 
     def invalidate(self, key_args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
         cache = self.cache()
         binding = self.binding(cache)
         fkey, skey_fn = self.keys(cache, self.arguments(key_args, kwargs), key_args, kwargs)
-        return cache.invalidate_call(binding, fkey, skey_fn())
+        return cache.invalidator.invalidate_call(binding, fkey, skey_fn())
 
     def cache_key(self, key_args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
         cache = self.cache()
@@ -264,12 +248,21 @@ class _Core(_CoreBase):
         _, skey_fn = self.keys(cache, self.arguments(key_args, kwargs), key_args, kwargs)
         return skey_fn()
 
-    def refresh_plan(
-        self, key_args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> tuple[Cache, Any, Callable[[], str]]:
+    def refresh_flow(self, key_args: tuple[Any, ...], kwargs: dict[str, Any]) -> Steps:
+        """The flow of ``refresh()``: compute without probing, then replace what is stored."""
         cache = self.cache()
         binding = self.binding(cache)
         arguments = self.arguments(key_args, kwargs)
         fkey, skey_fn = self.keys(cache, arguments, key_args, kwargs)
-        pending = cache.begin(binding, fkey, None, self.tags(binding, arguments, key_args, kwargs), self.ttl)
-        return cache, pending, skey_fn
+        cache_if = self.cache_if
+        return call_flow(
+            cache,
+            binding,
+            fkey,
+            skey_fn,
+            lambda: self.tags(binding, arguments, key_args, kwargs),
+            self.ttl,
+            lambda _pending, value: (cache_if is None or bool(cache_if(value)), value),
+            probe=False,
+            force=True,
+        )

@@ -39,7 +39,8 @@ class Entry:
     """A cached value with its metadata.
 
     Memory-tier entries are kept by reference and also carry their place in the tier
-    (``shelf``, ``fkey``) and the second-chance bit ``ref`` of the eviction clock.
+    (``shelf``, ``fkey``) and the second-chance bit ``ref`` of the eviction clock. An entry
+    just read from a shared tier names it in ``tier`` (unset otherwise).
     """
 
     __slots__ = (
@@ -54,6 +55,7 @@ class Entry:
         "shelf",
         "skey",
         "tags",
+        "tier",
         "value",
     )
 

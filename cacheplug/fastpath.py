@@ -23,7 +23,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from . import invalidation as inv
-from .calls import _EMPTY_SHELF, Pending
+from .cache.calls import _EMPTY_SHELF, Pending
+from .cache.flow import arun, run
 
 if TYPE_CHECKING:
     from .decorator import _Core
@@ -93,7 +94,7 @@ return miss_end(__cp_pending, __cp_value)
 
 _TEMPLATE = """\
 def build(
-    func, call, split_values, miss, miss_end, miss_abort, PENDING, acall, active, capturing,
+    func, start, drive, adrive, split_values, miss, miss_end, miss_abort, PENDING, active, capturing,
     note_hit, FAST, EMPTY, NO_EPOCH, NA, next_, counter,
 ):
     shelf, epoch, clock, hits, recheck, fresh = EMPTY, NO_EPOCH, float, counter, bool, [0, -1]
@@ -119,7 +120,10 @@ def build(
             entry = probe(args)
             if entry is not None:
                 return entry.value
-        return await acall(func, args, kwargs, args)
+        flow = start(args, kwargs)
+        if flow is None:
+            return await func(*args, **kwargs)
+        return await adrive(flow, func, args, kwargs)
 
     def __acall__(self, *args, **kwargs):
         return _acall(args, kwargs)
@@ -136,7 +140,10 @@ _NAMED_CALL = """\
             args = ({names_tuple})
 {probe_return_12}
         __cp_args, __cp_kwargs = split_values(({names_tuple}))
-        return call(func, __cp_args, __cp_kwargs, __cp_args)"""
+        __cp_flow = start(__cp_args, __cp_kwargs)
+        if __cp_flow is None:
+            return func(*__cp_args, **__cp_kwargs)
+        return drive(__cp_flow, func, __cp_args, __cp_kwargs)"""
 
 # Fallback when a parameter name would shadow a name of the template.
 _POSITIONAL_CALL = """\
@@ -145,10 +152,13 @@ _POSITIONAL_CALL = """\
             args = ({names_tuple})
 {probe_return_12}
         __cp_args = ({names_tuple})[: ({present})] + rest
-        return call(func, __cp_args, kwargs, __cp_args)"""
+        __cp_flow = start(__cp_args, kwargs)
+        if __cp_flow is None:
+            return func(*__cp_args, **kwargs)
+        return drive(__cp_flow, func, __cp_args, kwargs)"""
 
 _TEMPLATE_NAMES = frozenset({
-    "func", "call", "split_values", "miss", "miss_end", "miss_abort", "PENDING", "acall",
+    "func", "start", "drive", "adrive", "split_values", "miss", "miss_end", "miss_abort", "PENDING",
     "active", "capturing", "note_hit", "FAST", "EMPTY", "NO_EPOCH", "NA", "next_", "counter",
     "shelf", "epoch", "clock", "hits", "rebind", "probe", "args", "entry", "type", "recheck",
     "bool", "float", "fresh", "BaseException", "kwargs", "rest",
@@ -174,14 +184,21 @@ def make_call(core: _Core) -> Callable[..., Any]:
     which the sync ``__call__`` and the async ``probe`` share the same lookup text.
     """
     func = core.func
+    start = core.start
     if not core.fast:
-        call, acall = core.call, core.acall
+        # The wrapper's frame starts the flow and the driver's calls the function: 2 frames.
 
         def __call__(self: Any, *args: Any, **kwargs: Any) -> Any:
-            return call(func, args, kwargs, args)
+            flow = start(args, kwargs)
+            if flow is None:
+                return func(*args, **kwargs)
+            return run(flow, func, args, kwargs)
 
-        def __acall__(self: Any, *args: Any, **kwargs: Any) -> Any:
-            return acall(func, args, kwargs, args)
+        async def __acall__(self: Any, *args: Any, **kwargs: Any) -> Any:
+            flow = start(args, kwargs)
+            if flow is None:
+                return await func(*args, **kwargs)
+            return await arun(flow, func, args, kwargs)
 
         return __acall__ if core.is_async else __call__
     n = core.nparams
@@ -216,13 +233,14 @@ def make_call(core: _Core) -> Callable[..., Any]:
     exec(_compiled(source), namespace)
     sync_call, async_call, rebind = namespace["build"](
         func,
-        core.call,
+        start,
+        run,
+        arun,
         core.split_values,
         core.miss_begin,
         core.miss_end,
         _abort,
         Pending,
-        core.acall,
         inv.ACTIVE,
         inv.CAPTURE.get,
         core.note_hit,

@@ -245,7 +245,7 @@ def batch() -> Iterator[None]:
         errors = []
         for cache, (tags, keys) in pending.items():
             try:
-                cache._apply_invalidation(tags, keys)
+                cache.invalidator.apply(tags, keys)
             except Exception as exc:  # applied for every cache, then the first error raised
                 errors.append(exc)
         if errors:

@@ -1,41 +1,71 @@
-"""The middleware chain: the plugin point around every cache operation.
+"""The middleware chains: the plugin point around cache operations, composed once per kind.
 
-A middleware is a callable ``(op, call_next) -> result``. ``op`` is an immutable
-:class:`Op` describing the operation (``kind`` is ``"get"``, ``"set"``, ``"compute"`` or
-``"invalidate"``); ``call_next(op)`` continues down the chain and returns the operation's
-result (for ``"get"`` an entry or the miss sentinel, for ``"compute"`` the computed value
-— an awaitable for async functions —, for ``"set"`` and ``"invalidate"`` ``None``).
+A middleware is a callable ``(op, call_next) -> result``. ``op`` is an immutable :class:`Op`
+describing the operation (``kind`` is ``"get"``, ``"set"``, ``"compute"`` or
+``"invalidate"``) in the user's words: the user's key and tags; the stored key and
+cacheplug's internal tags are in separate fields. ``call_next(op)`` continues down the chain
+and returns the operation's result (for ``"get"`` an entry or the miss sentinel, for
+``"compute"`` the computed value — an awaitable for async functions —, for ``"set"`` and
+``"invalidate"`` ``None``). Once ``call_next`` has returned, the op it was given carries the
+``outcome``, the ``tier`` that answered and the ``duration``.
 
-The chain is composed once, when the :class:`~cacheplug.Cache` is built. A cache without
-middleware has no chain at all, and its calls take the direct path: the mechanism costs
-nothing when it is not used.
+A middleware observes every kind unless it declares ``observes`` (an iterable of kind
+names, e.g. ``observes = {"compute", "set", "invalidate"}``).
+The chains are composed once, when the :class:`~cacheplug.Cache` is built: one per kind,
+each ending in the terminal that runs the operation. A kind no middleware observes has no
+chain and builds no ``Op``; when no middleware observes ``"get"``, hits take the generated
+fast path of ``@cached`` as if there were no middleware at all.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import inspect
+import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-__all__ = ["Middleware", "Op", "compose"]
+from .errors import ConfigurationError
+
+__all__ = ["KINDS", "Chains", "Middleware", "Op", "compose"]
 
 OpKind = Literal["get", "set", "compute", "invalidate"]
+KINDS: tuple[OpKind, ...] = ("get", "compute", "set", "invalidate")
+Outcome = Literal["hit", "miss", "stale", "error"]
 
 
 @dataclass(frozen=True, slots=True)
 class Op:
     """One cache operation as middleware sees it.
 
-    ``key`` is the string key (``None`` for a tag-only invalidation), ``function`` the
-    qualified name of the cached function (``None`` for direct ``Cache`` calls), ``tags``
-    the tags involved.
+    ``key``: the user's key (the ``Cache.get``/``set`` key; for a cached function the call's
+    ``cache_key()``; ``None`` for an invalidation). ``function``: the cached function's
+    qualified name (``None`` for direct ``Cache`` calls). ``tags``: the user's tags (for
+    ``"invalidate"``: the invalidated tags), ``keys``: the invalidated keys.
+    ``stored_key`` and ``internal_tags`` hold cacheplug's own names, for middleware that
+    needs them. Set once ``call_next`` returns: ``outcome`` (``"hit"`` or ``"miss"`` for a
+    get, ``"miss"`` for a computation that returned, ``"error"`` when it raised), ``tier``
+    (the name of the tier that answered a hit) and ``duration`` (seconds, by
+    ``time.perf_counter``).
     """
 
     kind: OpKind
     key: str | None
     function: str | None = None
     tags: frozenset[str] = frozenset()
+    keys: frozenset[str] = frozenset()
+    stored_key: str | None = None
+    internal_tags: frozenset[str] = frozenset()
     run: Callable[[], Any] = field(default=lambda: None, repr=False, compare=False)
+    outcome: Outcome | None = field(default=None, compare=False)
+    tier: str | None = field(default=None, compare=False)
+    duration: float | None = field(default=None, compare=False)
+
+    def settle(self, outcome: Outcome | None, tier: str | None, duration: float) -> None:
+        """Record how the operation went (the terminal does; middleware only reads it)."""
+        object.__setattr__(self, "outcome", outcome)
+        object.__setattr__(self, "tier", tier)
+        object.__setattr__(self, "duration", duration)
 
 
 Middleware = Callable[[Op, Callable[[Op], Any]], Any]
@@ -43,7 +73,38 @@ Handler = Callable[[Op], Any]
 
 
 def _terminal(op: Op) -> Any:
-    return op.run()
+    start = time.perf_counter()
+    try:
+        result = op.run()
+    except BaseException:
+        op.settle("error", None, time.perf_counter() - start)
+        raise
+    if inspect.isawaitable(result):
+        return _settle_later(op, result, start)
+    _settle_now(op, result, start)
+    return result
+
+
+async def _settle_later(op: Op, result: Any, start: float) -> Any:
+    try:
+        value = await result
+    except BaseException:
+        op.settle("error", None, time.perf_counter() - start)
+        raise
+    _settle_now(op, value, start)
+    return value
+
+
+def _settle_now(op: Op, result: Any, start: float) -> None:
+    duration = time.perf_counter() - start
+    if op.kind == "get":
+        # An entry read from a shared tier names it; one served from memory has a shelf.
+        tier = getattr(result, "tier", None) or (
+            "memory" if getattr(result, "shelf", None) is not None else None
+        )
+        op.settle("hit" if result else "miss", tier if result else None, duration)
+    else:
+        op.settle("miss" if op.kind == "compute" else None, None, duration)
 
 
 def _link(middleware: Middleware, call_next: Handler) -> Handler:
@@ -53,15 +114,56 @@ def _link(middleware: Middleware, call_next: Handler) -> Handler:
     return handler
 
 
+def _kinds_of(item: Any) -> frozenset[str]:
+    kinds = getattr(item, "observes", None)
+    if kinds is None:
+        return frozenset(KINDS)
+    if isinstance(kinds, str) or not isinstance(kinds, Iterable):
+        raise ConfigurationError(
+            f"middleware {item!r}: observes must be an iterable of {KINDS}, got {kinds!r}"
+        )
+    chosen = frozenset(kinds)
+    unknown = chosen - set(KINDS)
+    if unknown:
+        raise ConfigurationError(
+            f"middleware {item!r} declares unknown kinds {sorted(unknown)}; known: {KINDS}"
+        )
+    return chosen
+
+
+class Chains:
+    """The composed chain of each operation kind (``None`` where no middleware observes it)."""
+
+    __slots__ = ("compute", "get", "invalidate", "set")
+
+    def __init__(self, middleware: Sequence[Middleware]) -> None:
+        for item in middleware:
+            if not callable(item):
+                raise ConfigurationError(
+                    f"middleware must be callables (op, call_next) -> result, got {item!r}"
+                )
+        observed = [(item, _kinds_of(item)) for item in middleware]
+        self.get: Handler | None = compose([m for m, k in observed if "get" in k])
+        self.compute: Handler | None = compose([m for m, k in observed if "compute" in k])
+        self.set: Handler | None = compose([m for m, k in observed if "set" in k])
+        self.invalidate: Handler | None = compose([m for m, k in observed if "invalidate" in k])
+
+    @property
+    def misses_only(self) -> bool:
+        """No middleware observes lookups: hits may take the fast path."""
+        return self.get is None
+
+    @property
+    def quiet_miss(self) -> bool:
+        """No middleware observes a miss's computation or store either."""
+        return self.get is None and self.compute is None and self.set is None
+
+
 def compose(middleware: Sequence[Middleware]) -> Handler | None:
     """Compose ``middleware`` (outermost first) into one handler, or ``None`` when empty."""
     if not middleware:
         return None
     handler: Handler = _terminal
     for item in reversed(middleware):
-        if not callable(item):
-            from .errors import ConfigurationError
-
-            raise ConfigurationError(f"middleware must be callables (op, call_next) -> result, got {item!r}")
         handler = _link(item, handler)
     return handler

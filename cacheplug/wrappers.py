@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Concatenate, NamedTuple, ParamSpec, TypeV
 
 import wrapt
 
-from . import invalidation as inv
+from .cache.flow import arun, run
 
 if TYPE_CHECKING:
     from .drivers import _Core
@@ -93,28 +93,13 @@ class BoundCachedFunction(wrapt.BoundFunctionWrapper[P, R]):
 
 
 def _refresh(core: _Core, key_args: tuple[Any, ...], kwargs: dict[str, Any], thunk: Callable[[], Any]) -> Any:
-    cache, pending, skey_fn = core.refresh_plan(key_args, kwargs)
-    try:
-        value = thunk()
-    except BaseException:
-        inv.capture_end(pending.token)
-        raise
-    cache.finish(pending, value, core.cache_if is None or bool(core.cache_if(value)), skey_fn, force=True)
-    return value
+    return run(core.refresh_flow(key_args, kwargs), thunk)
 
 
 async def _arefresh(
     core: _Core, key_args: tuple[Any, ...], kwargs: dict[str, Any], thunk: Callable[[], Any]
 ) -> Any:
-    cache, pending, skey_fn = core.refresh_plan(key_args, kwargs)
-    try:
-        value = await thunk()
-    except BaseException:
-        inv.capture_end(pending.token)
-        raise
-    keep = core.cache_if is None or bool(core.cache_if(value))
-    await cache.afinish(pending, value, keep, skey_fn, force=True)
-    return value
+    return await arun(core.refresh_flow(key_args, kwargs), thunk)
 
 
 class CachedFunction(wrapt.FunctionWrapper[P, R]):

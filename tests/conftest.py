@@ -23,7 +23,7 @@ import cacheplug.api
 import cacheplug.config
 import cacheplug.core
 from cacheplug import Cache, DiskTier, MemoryTier
-from cacheplug.coordinator import open_caches
+from cacheplug.cache import open_caches
 
 _CONFIG_VARS = (
     "CACHEPLUG_DEFAULT_TTL",

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from cacheplug import MISS, Cache, ConfigurationError, DiskTier, Entry, MemoryTier, cached
-from cacheplug.coordinator import open_caches
+from cacheplug.cache import open_caches
 from tests.conftest import FakeClock
 
 

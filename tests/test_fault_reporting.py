@@ -15,7 +15,8 @@ from typing import Any
 
 import pytest
 
-import cacheplug.coordinator
+import cacheplug.cache.health
+import cacheplug.faults
 import cacheplug.versions
 from cacheplug import Cache, DiskTier, Entry, MemoryTier, cached
 
@@ -66,7 +67,7 @@ def test_a_fault_is_counted_every_time_and_logged_once_per_interval_per_kind(
         tier.error = TimeoutError("slow")
         assert f(100) == 100
         assert len(_fault_lines(caplog)) == 4  # another exception type is another kind
-        monkeypatch.setattr(cacheplug.coordinator, "FAULT_LOG_INTERVAL", 0.0)
+        monkeypatch.setattr(cacheplug.faults, "FAULT_LOG_INTERVAL", 0.0)
         assert f(101) == 101
         assert len(_fault_lines(caplog)) == 6  # once the interval has passed, logged again
         assert cache.stats()["faults"] == {"flaky.get": 52, "flaky.set": 52}
@@ -81,7 +82,7 @@ def test_a_blind_cache_serves_again_once_the_version_store_is_readable(
     journal = next(directory.rglob("journal.db"))
     with sqlite3.connect(journal) as conn:
         conn.execute("UPDATE meta SET value = '99' WHERE key = 'format'")  # a newer release's journal
-    monkeypatch.setattr(cacheplug.coordinator, "RETRY_INTERVAL", 0.0)
+    monkeypatch.setattr(cacheplug.cache.health, "RETRY_INTERVAL", 0.0)
     cacheplug.versions._HOST.clear()  # a new process would open the store afresh
     computed: list[int] = []
     cache = Cache([MemoryTier(), DiskTier(directory)])

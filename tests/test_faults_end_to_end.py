@@ -59,14 +59,14 @@ SCRIPT = textwrap.dedent(
 
 def _fresh_process_run(directory: Path, user: int | None) -> dict[str, Any]:
     """In a forked child: forget the parent's cacheplug state, then run SCRIPT as a new process."""
+    import cacheplug.cache.lifecycle
     import cacheplug.config
-    import cacheplug.coordinator
     import cacheplug.versions
 
     if user is not None:
         drop_privileges(directory.parent, user)
     cacheplug.config.CURRENT[0] = None
-    cacheplug.coordinator._OPEN.clear()
+    cacheplug.cache.lifecycle._OPEN.clear()
     cacheplug.versions._HOST.clear()
     os.environ["CACHEPLUG_DIR"] = str(directory)
     namespace: dict[str, Any] = {}

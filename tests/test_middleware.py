@@ -42,7 +42,7 @@ def test_ops_describe_get_compute_set_with_key_and_function(clock: FakeClock) ->
         key = lookup.cache_key(4)
         assert all(op.key == key for op in recorder.ops)
         assert all(op.function is not None and op.function.endswith("lookup") for op in recorder.ops)
-        assert recorder.ops[2].tags  # a set carries the entry's tags
+        assert recorder.ops[2].internal_tags  # a set carries the entry's tags (here only internal ones)
 
         recorder.ops.clear()
         assert lookup(4) == 8
@@ -62,7 +62,7 @@ def test_invalidate_op_is_seen(clock: FakeClock) -> None:
         assert f.invalidate(1) is True
         invalidations = [op for op in recorder.ops if op.kind == "invalidate"]
         assert len(invalidations) == 1
-        assert f.cache_key(1) in invalidations[0].tags
+        assert f.cache_key(1) in invalidations[0].keys
         recorder.ops.clear()
         cache.invalidate(tags=["user:1"])
         assert [op.kind for op in recorder.ops] == ["invalidate"]
@@ -165,7 +165,7 @@ def test_without_middleware_hits_take_the_decorator_fast_path(
             raise AssertionError("the coordinator was consulted on a fast-path hit")
 
         monkeypatch.setattr(cache, "lookup", forbidden)
-        monkeypatch.setattr(cache, "call", forbidden)
+        monkeypatch.setattr(cache.tiering, "find", forbidden)
         assert f(2, "x") == "xx"
         assert f.cache_info().hits == 1
 

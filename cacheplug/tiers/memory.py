@@ -84,7 +84,8 @@ class MemoryTier:
         self._lock = threading.Lock()
         self.evictions = 0
         self._generic = self.shelf(("", "__direct__"), None)
-        self._versions: Any = None
+        # The version store its entries are judged against (set by the first cache over it).
+        self.judged_by: Any = None
         _TIERS.add(self)
 
     # -- shelves -----------------------------------------------------------------------

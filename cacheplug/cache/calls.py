@@ -15,15 +15,15 @@ import itertools
 import threading
 from typing import TYPE_CHECKING, Any
 
-from . import invalidation as inv
-from .envelope import Entry
-from .errors import ConfigurationError
-from .tiers.memory import Shelf
+from .. import invalidation as inv
+from ..envelope import Entry
+from ..errors import ConfigurationError
+from ..tiers.memory import Shelf
 
 if TYPE_CHECKING:
     from collections.abc import Hashable
 
-    from .coordinator import Cache
+    from .facade import Cache
 
 __all__ = ["Binding", "CacheStats", "Pending", "Tally"]
 

@@ -1,0 +1,214 @@
+"""The one compute flow, with its sync and async drivers.
+
+:func:`call_flow` is ``get_or_compute`` written once: probe the tiers, count the miss,
+compute, check the versions, store. It is a generator that *yields* what it needs done and
+receives the answers:
+
+* ``(GET | SET | DELETE, tier, key, entry)``: one tier operation (``cacheplug.cache.tiering``);
+* ``(COMPUTE, chain, op, None)``: call the user's function (through the ``"compute"``
+  middleware chain when there is one);
+* ``(CHAINED, chain, steps, op)``: run the sub-flow ``steps`` (a lookup or a store) as the
+  terminal of a middleware chain.
+
+:func:`run` and :func:`arun` are the two drivers: the same loop, one calling and one awaiting
+(a tier's ``aget``/``aset``/``adelete`` where it has them; a sync tier's store in a worker
+thread, so a lock wait in another process never stalls the event loop). The user's function
+is called by the driver's own frame: a cached recursive function pays one frame for the
+driver, none for the flow (a suspended generator is not on the stack).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from collections.abc import Callable, Hashable
+from typing import TYPE_CHECKING, Any, cast
+
+from .. import invalidation as inv
+from ..envelope import MISS, Entry
+from ..errors import SerializationError
+from ..middleware import Op
+from ..tiers.capabilities import AsyncTier
+from .calls import Binding, Pending, _Read
+from .tiering import DELETE, GET, SET, Steps
+
+if TYPE_CHECKING:
+    from .facade import Cache
+
+__all__ = ["CHAINED", "COMPUTE", "arun", "call_flow", "drive", "finish_flow", "run", "with_run"]
+
+COMPUTE, CHAINED = "compute", "chained"
+
+
+def call_flow(
+    cache: Cache,
+    binding: Binding,
+    fkey: Hashable,
+    skey_fn: Callable[[], str],
+    tags_fn: Callable[[], tuple[str, ...]],
+    ttl: float | None,
+    keep: Callable[[Pending, Any], tuple[bool, Any]] | None = None,
+    on_hit: Callable[[Any], Any] | None = None,
+    *,
+    probe: bool = True,
+    force: bool = False,
+) -> Steps:
+    """Serve a call from the tiers or compute and store it; return what the caller gets.
+
+    ``keep(pending, value)``: whether the value may be stored, and what the caller gets
+    (``cache_if=``, ``copy=``). ``on_hit``: what the caller gets of a cached value.
+    ``probe=False, force=True``: a refresh (compute, then replace what is stored).
+    """
+    chains = cache.chains
+    if probe:
+        find = cache.tiering.find(binding, fkey, skey_fn, cache.clock())
+        if chains.get is None:
+            entry = yield from find
+        else:
+            entry = yield (CHAINED, chains.get, find, cache.describe("get", binding, skey_fn()))
+        if entry is not MISS:
+            value = cache.hit(binding, entry)
+            return value if on_hit is None else on_hit(value)
+        binding.misses.add()
+    pending = Pending(binding, fkey, None, tags_fn(), ttl, cache.epoch[0], cache.clock())
+    op = None if chains.compute is None else cache.describe("compute", binding, skey_fn())
+    try:
+        value = yield (COMPUTE, chains.compute, op, None)
+    except BaseException:
+        inv.capture_end(pending.token)
+        raise
+    stored, result = (True, value) if keep is None else keep(pending, value)
+    yield from finish_flow(cache, pending, value, stored, skey_fn, force)
+    return result
+
+
+def finish_flow(
+    cache: Cache, pending: Pending, value: Any, store: bool, skey_fn: Callable[[], str], force: bool = False
+) -> Steps:
+    """End a computation: store its value if allowed and still fresh; report it upward."""
+    inv.capture_end(pending.token)
+    binding = pending.binding
+    bucket = pending.bucket
+    if bucket:
+        captured: dict[str, None] = dict.fromkeys(pending.tags)
+        for read in bucket:
+            captured.update(dict.fromkeys(read.cache.entry_tags(read.entry)))
+        tags = tuple(captured)
+        if binding.signature is not None:
+            cache.judge.unshortcut(binding)
+    else:
+        tags = pending.tags  # shared by every entry of the function: no allocation
+    now = cache.clock()
+    ttl = pending.ttl if pending.ttl is not None else cache.default_ttl
+    entry = Entry(
+        value, now, None if ttl is None else now + ttl, pending.seq0, tags, now - pending.start, pending.skey
+    )
+    if store and ttl != 0:
+        steps = cache.tiering.store(binding, pending.fkey, skey_fn, entry, force, now)
+        chain = cache.chains.set
+        if chain is None:
+            yield from steps
+        else:
+            yield (CHAINED, chain, steps, cache.describe("set", binding, entry.skey or skey_fn(), tags))
+    if inv.ACTIVE and inv.CAPTURE.get() is not None:
+        if entry.skey is None:
+            entry.skey = skey_fn()
+        inv.note(_Read(cache, entry))
+    return entry
+
+
+def run(steps: Steps, func: Callable[..., Any] = bool, args: tuple[Any, ...] = (), kwargs: Any = None) -> Any:
+    """The sync driver: run ``steps`` to the end, calling ``func(*args, **kwargs)`` to compute."""
+    answer: Any = None
+    while True:
+        try:
+            kind, target, key, entry = steps.send(answer)
+        except StopIteration as done:
+            return done.value
+        if kind is GET:
+            answer = target.get(key)
+        elif kind is SET:
+            try:
+                target.set(key, entry)
+                answer = None
+            except SerializationError as exc:
+                answer = exc
+        elif kind is DELETE:
+            answer = target.delete(key)
+        elif kind is COMPUTE:
+            try:
+                if target is None:
+                    answer = func(*args, **(kwargs or {}))
+                else:
+                    answer = target(with_run(key, lambda: func(*args, **(kwargs or {}))))
+            except BaseException as exc:
+                steps.throw(exc)  # the flow cleans up and raises it again
+                raise  # pragma: no cover - the flow always re-raises
+        else:  # CHAINED: the sub-flow is the terminal of a middleware chain
+            answer = target(with_run(entry, _driven(key, run)))
+
+
+async def arun(
+    steps: Steps, func: Callable[..., Any] = bool, args: tuple[Any, ...] = (), kwargs: Any = None
+) -> Any:
+    """The async driver: :func:`run`, awaited (see the module docstring)."""
+    answer: Any = None
+    while True:
+        try:
+            kind, target, key, entry = steps.send(answer)
+        except StopIteration as done:
+            return done.value
+        if kind is GET:
+            answer = await cast(AsyncTier, target).aget(key) if _asynchronous(target) else target.get(key)
+        elif kind is SET:
+            try:
+                if _asynchronous(target):
+                    await cast(AsyncTier, target).aset(key, entry)
+                else:
+                    await asyncio.to_thread(target.set, key, entry)
+                answer = None
+            except SerializationError as exc:
+                answer = exc
+        elif kind is DELETE:
+            answer = (
+                await cast(AsyncTier, target).adelete(key) if _asynchronous(target) else target.delete(key)
+            )
+        elif kind is COMPUTE:
+            try:
+                if target is None:
+                    answer = await func(*args, **(kwargs or {}))
+                else:
+                    answer = await target(with_run(key, lambda: func(*args, **(kwargs or {}))))
+            except BaseException as exc:
+                steps.throw(exc)
+                raise  # pragma: no cover - the flow always re-raises
+        else:
+            answer = target(with_run(entry, _driven(key, arun)))
+            if asyncio.iscoroutine(answer) or isinstance(answer, asyncio.Future):
+                answer = await answer
+
+
+def drive(steps: Steps) -> Any:
+    """Run a flow that computes nothing (a lookup, a store, a removal) with the sync driver."""
+    return run(steps)
+
+
+_ASYNC: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionary()
+
+
+def _asynchronous(tier: Any) -> bool:
+    """Whether ``tier`` declares async methods (``AsyncTier``), remembered per tier."""
+    found = _ASYNC.get(tier)
+    if found is None:
+        found = _ASYNC[tier] = isinstance(tier, AsyncTier)
+    return found
+
+
+def _driven(steps: Steps, driver: Callable[[Steps], Any]) -> Callable[[], Any]:
+    return lambda: driver(steps)
+
+
+def with_run(op: Op, run_: Callable[[], Any]) -> Op:
+    """``op`` with its terminal's work (the op is new and not yet seen by any middleware)."""
+    object.__setattr__(op, "run", run_)
+    return op

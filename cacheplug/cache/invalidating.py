@@ -1,0 +1,146 @@
+"""Invalidation as one cache applies it: record, fail closed, drop, tell.
+
+An invalidation is a set of tags and keys. Inside ``batch()`` it is collected and applied
+when the block exits; with ``Cache(debounce=...)`` it waits for the window; otherwise it is
+applied now: the version store records it for every process of the host (one bump: O(tags
++ keys), whatever the number of entries), the keys are removed from every tier, and the
+``invalidated`` signal is sent with the user's tags and keys.
+
+Fails closed: when the bump cannot be recorded, this process stops serving anything older
+than now (memory is emptied; older entries read from a shared tier are stale), then
+:class:`~cacheplug.errors.InvalidationError` is raised.
+"""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Hashable, Iterable
+from typing import TYPE_CHECKING, Any
+
+from .. import invalidation as inv
+from .. import signals
+from ..envelope import MISS
+from ..errors import ConfigurationError, InvalidationError
+from .calls import Binding, Tally
+from .flow import run, with_run
+from .naming import split_tags
+
+if TYPE_CHECKING:
+    from .facade import Cache
+
+__all__ = ["Invalidator", "check_keys", "check_tags", "split_tags"]
+
+
+def check_tags(tags: Iterable[str]) -> tuple[str, ...]:
+    if isinstance(tags, str):
+        raise ConfigurationError(
+            f"tags must be a list of strings, not the string {tags!r}: write tags=[{tags!r}]"
+        )
+    out = tuple(tags)
+    for tag in out:
+        if not isinstance(tag, str) or not tag or tag.startswith("\x00"):
+            raise ConfigurationError(f"a tag must be a non-empty str not starting with NUL, got {tag!r}")
+    return out
+
+
+def check_keys(keys: Iterable[str]) -> tuple[str, ...]:
+    if isinstance(keys, str):
+        raise ConfigurationError(
+            f"keys must be a list of strings, not the string {keys!r}: write keys=[{keys!r}]"
+        )
+    out = tuple(keys)
+    for key in out:
+        if not isinstance(key, str):
+            raise ConfigurationError(f"a key must be a str, got {key!r}")
+    return out
+
+
+class Invalidator:
+    """How one cache applies invalidations (see the module docstring)."""
+
+    def __init__(self, cache: Cache, debounce: float | None) -> None:
+        self._cache = cache
+        self.debouncer = None if debounce is None else inv.Debouncer(debounce, self.apply)
+        self.count = Tally()
+        self.rules: list[inv.InvalidationRule] = []
+
+    def add_rule(self, rule: inv.InvalidationRule) -> None:
+        if not isinstance(rule, inv.InvalidationRule):
+            raise ConfigurationError("add_rule takes an InvalidationRule(entity, tags=...)")
+        self.rules.append(rule)
+
+    def write_tags(self, entity: str, id: Any = None) -> list[str]:
+        from ..api import global_rules
+
+        return inv.write_tags(entity, id, [*global_rules(), *self.rules])
+
+    def request(self, tags: builtins.set[str], keys: builtins.set[str]) -> bool:
+        """Apply an invalidation now, or hand it to the enclosing batch or the debouncer.
+
+        Returns True when it was applied now.
+        """
+        bucket = inv.pending_for(self._cache)
+        if bucket is not None:
+            bucket[0].update(tags)
+            bucket[1].update(keys)
+            return False
+        if self.debouncer is not None:
+            self.debouncer.add(tags, keys)
+            return False
+        self.apply(tags, keys)
+        return True
+
+    def apply(self, tags: builtins.set[str], keys: builtins.set[str], *, record: bool = True) -> None:
+        chain = self._cache.chains.invalidate
+        if chain is None:
+            self._apply(tags, keys, record)
+            return
+        op = self._cache.describe("invalidate", None, None, tags, keys)
+        chain(with_run(op, lambda: self._apply(tags, keys, record)))
+
+    def _apply(self, tags: builtins.set[str], keys: builtins.set[str], record: bool) -> None:
+        cache = self._cache
+        version_tags = inv.expand(tags)
+        version_tags.update(inv.key_tag(k) for k in keys)
+        if record:
+            try:
+                if cache.degraded is not None:
+                    raise InvalidationError(
+                        f"cannot record an invalidation: {cache.degraded}; other processes may still "
+                        f"serve the old values — fix the cache directory, then invalidate again"
+                    )
+                cache.versions.bump(version_tags)
+            except InvalidationError:
+                self.drop_locally(keys)
+                raise
+        self.count.add()
+        direct = cache.direct
+        for skey in keys:
+            run(cache.tiering.forget(direct, skey, (skey,)))
+        # In the user's words: their tags (not cacheplug's internal ones) and keys.
+        signals.invalidated.send(
+            cache, tags=split_tags(tags)[0], keys=frozenset(cache.user_facing(k) for k in keys)
+        )
+
+    def clear_function(self, binding: Binding) -> None:
+        """Drop every entry of one function in every tier and process (``cache_clear``)."""
+        cache = self._cache
+        if self.request({binding.fn_tag, binding.fa_tag}, set()) and cache.memory is not None:
+            cache.memory.drop(binding.shelf)
+
+    def invalidate_call(self, binding: Binding, fkey: Hashable, skey: str) -> bool:
+        """Invalidate one call's entry everywhere; True if a fresh one existed."""
+        cache = self._cache
+        existed = cache.peek(binding, fkey, skey) is not MISS
+        # Inside batch() (or a debounce window) nothing is applied before it closes.
+        if self.request({binding.fa_tag}, {skey}):
+            run(cache.tiering.forget(binding, fkey, ()))
+        return existed
+
+    def drop_locally(self, keys: builtins.set[str]) -> None:
+        """Fail closed in this process when an invalidation could not be recorded for the others."""
+        cache = self._cache
+        cache.judge.cutoff = cache.clock()
+        cache.bindings.drop_shelves()
+        for skey in keys:
+            run(cache.tiering.forget(cache.direct, skey, (skey,)))

@@ -1,0 +1,90 @@
+"""The life of caches in a process: building their tiers, the open caches, forks.
+
+``Cache(tiers=None)`` builds the configured default tiers (and owns them: closing the
+cache closes them). Every open cache is registered (weakly) so that module-level
+operations (``cacheplug.invalidate``) reach them all, and so that a forked child gets fresh
+locks: only the forking thread lives on in the child, and a lock another thread held at
+the fork would never be released there. The state each lock guards is consistent at any
+bytecode boundary (the GIL), so fresh locks are enough.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import weakref
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+from ..errors import ConfigurationError
+from ..tiers.base import Tier
+
+if TYPE_CHECKING:
+    from .facade import Cache
+
+__all__ = ["close_tiers", "closed", "notify_unbind", "on_unbind", "open_caches", "opened", "resolve_tiers"]
+
+_OPEN: weakref.WeakSet[Cache] = weakref.WeakSet()
+_UNBIND_HOOKS: list[Callable[[Cache | None], None]] = []
+
+
+def resolve_tiers(tiers: Sequence[Tier] | None, secret: str | Sequence[str] | None) -> list[Tier]:
+    """The tiers a cache serves from: ``tiers``, checked, or the configured defaults."""
+    if tiers is None:
+        from ..config import default_tiers
+
+        tiers = default_tiers(secret)
+    elif secret is not None:
+        raise ConfigurationError(
+            "Cache(secret=...) applies to the tiers the cache builds itself; for tiers you pass, "
+            "give the secret to the tier: DiskTier(directory, secret=...)"
+        )
+    chosen = list(tiers)
+    if not chosen:
+        raise ConfigurationError("Cache needs at least one tier, e.g. Cache([MemoryTier()])")
+    for tier in chosen:
+        if not isinstance(tier, Tier):
+            raise ConfigurationError(f"{tier!r} is not a tier: it needs get/set/delete/clear")
+    return chosen
+
+
+def close_tiers(tiers: Sequence[Tier]) -> None:
+    for tier in tiers:
+        with contextlib.suppress(Exception):
+            tier.close()
+
+
+def opened(cache: Cache) -> None:
+    _OPEN.add(cache)
+
+
+def closed(cache: Cache) -> None:
+    _OPEN.discard(cache)
+    notify_unbind(cache)
+
+
+def open_caches() -> list[Cache]:
+    """Every open :class:`Cache` of this process."""
+    return [c for c in list(_OPEN) if not c.closed]
+
+
+def on_unbind(hook: Callable[[Cache | None], None]) -> None:
+    """Call ``hook(cache)`` when ``cache`` stops serving fast paths (closed, swapped, disabled)."""
+    _UNBIND_HOOKS.append(hook)
+
+
+def notify_unbind(cache: Cache | None) -> None:
+    for hook in _UNBIND_HOOKS:
+        hook(cache)
+
+
+def _after_fork_in_child() -> None:
+    for cache in list(_OPEN):
+        cache.bindings.after_fork()
+        cache.health.after_fork()
+        debouncer = cache.invalidator.debouncer
+        if debouncer is not None:
+            debouncer.after_fork()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -1,0 +1,199 @@
+"""Tiering: read-through, promotion and write-through over a cache's tiers.
+
+A read looks in the function's memory shelf, then walks the shared tiers top-down; the
+first entry the judge finds fresh wins and is copied into the tiers above it. A store
+writes the memory shelf at once (a fill never replaces a fresh entry stored meanwhile; a
+refresh or ``set`` does) and then every shared tier, after the no-stale-set check: a value
+whose computation raced an invalidation of anything it was computed from is not stored.
+
+The shared-tier parts are generators that *yield* their I/O steps — ``(GET, tier, key)``,
+``(SET, tier, key, entry)``, ``(DELETE, tier, key)`` — and receive the answers, so that one
+text serves the sync driver and the async one (``cacheplug.cache.flow``), which awaits a
+tier's async methods where it has them. The tiers are fault-tolerant proxies: a step never
+raises, except a ``SerializationError`` from a store, which the driver hands back as the
+answer.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Generator, Hashable, Sequence
+from typing import TYPE_CHECKING, Any, cast
+
+from ..envelope import MISS, Entry
+from ..errors import SerializationError
+from ..tiers.base import Tier
+from ..tiers.memory import MemoryTier
+from .calls import _EMPTY_SHELF, Binding, Tally
+from .judge import FRESH, Judge
+
+if TYPE_CHECKING:
+    from ..tiers.capabilities import KeyListing
+
+__all__ = ["DELETE", "GET", "SET", "Step", "Steps", "Tiering"]
+
+log = logging.getLogger("cacheplug")
+
+GET, SET, DELETE = "get", "set", "delete"
+# (kind, tier or handler, key or sub-flow, entry or op): see cacheplug.cache.flow.
+Step = tuple[str, Any, Any, Any]
+Steps = Generator[Step, Any, Any]
+
+
+class Tiering:
+    """Where a cache's entries are read from and written to."""
+
+    def __init__(self, memory: MemoryTier | None, lower: Sequence[Tier], judge: Judge, tiers: int) -> None:
+        self.memory = memory
+        self.lower = list(lower)
+        self.judge = judge
+        # Hits answered by each shared tier (memory hits are the rest: see stats).
+        self.tier_hits = [Tally() for _ in range(tiers)]
+        self._offset = tiers - len(self.lower)
+        self.stale_sets = Tally()
+        self.unserializable = Tally()
+
+    # -- reads ------------------------------------------------------------------------------
+
+    def probe(self, binding: Binding, fkey: Hashable, now: float) -> Entry | Any:
+        """The fresh memory entry for ``fkey``, or ``MISS`` (a stale one is dropped)."""
+        shelf = binding.shelf
+        entry = shelf.get(fkey)
+        if entry is None:
+            return MISS
+        if self.judge.live(entry, now):
+            entry.ref = True
+            return entry
+        if self.memory is not None and shelf is not _EMPTY_SHELF:
+            self.memory.discard(shelf, fkey, entry)
+        return MISS
+
+    def find(self, binding: Binding, fkey: Hashable, skey_fn: Callable[[], str], now: float) -> Steps:
+        """The fresh entry from memory or, below it, from the shared tiers; or ``MISS``."""
+        entry = self.probe(binding, fkey, now)
+        if entry is MISS and self.lower and not binding.local:
+            entry = yield from self.read(binding, fkey, skey_fn(), now)
+        return entry
+
+    def read(self, binding: Binding, fkey: Hashable, skey: str, now: float) -> Steps:
+        """The fresh entry from the tiers below memory, promoted upward, or ``MISS``."""
+        verdict = self.judge.verdict
+        for i, tier in enumerate(self.lower):
+            found = yield (GET, tier, skey, None)
+            if found is MISS:
+                continue
+            if verdict(found, now, True) is not FRESH:
+                yield (DELETE, tier, skey, None)
+                continue
+            self.tier_hits[self._offset + i].add()
+            found.tier = tier.name
+            self._promote(binding, fkey, skey, found)
+            for above in self.lower[:i]:
+                yield (SET, above, skey, found)
+            return found
+        return MISS
+
+    def _promote(self, binding: Binding, fkey: Hashable, skey: str, entry: Entry) -> None:
+        if self.memory is not None and binding.shelf is not _EMPTY_SHELF:
+            signature = binding.signature
+            if signature is not None and not self.judge.covered(signature, entry.tags):
+                # Computed elsewhere with captured dependencies: the shortcut can't judge it.
+                self.judge.unshortcut(binding)
+            self.memory.put(binding.shelf, fkey, entry.copy_for(skey))
+
+    def peek(self, binding: Binding, fkey: Hashable, skey: str, now: float) -> Steps:
+        """The fresh entry for a key without promoting it or counting a hit, or ``MISS``."""
+        entry = binding.shelf.get(fkey)
+        if entry is not None and self.judge.live(entry, now):
+            return entry
+        for tier in self.lower if not binding.local else ():
+            found = yield (GET, tier, skey, None)
+            if found is not MISS and self.judge.verdict(found, now, True) is FRESH:
+                return found
+        return MISS
+
+    # -- stores -----------------------------------------------------------------------------
+
+    def store(
+        self,
+        binding: Binding,
+        fkey: Hashable,
+        skey_fn: Callable[[], str],
+        entry: Entry,
+        force: bool,
+        now: float,
+    ) -> Steps:
+        """Store a computed entry in memory and write it through, unless it raced an invalidation."""
+        judge = self.judge
+        seq0 = entry.seq
+        skey = entry.skey
+        if skey is None and (self.lower or judge.versions.keyed):
+            skey = entry.skey = skey_fn()
+        if judge.epoch[0] != seq0:
+            # Something was invalidated while this computed: store only if none of it
+            # touched what the value was computed from (the no-stale-set check).
+            current = judge.sync()
+            if current is None:
+                return
+            if not judge.untouched_since(seq0, entry.tags, skey):
+                self.stale_sets.add()
+                return
+            entry.seq = current
+        shelf = binding.shelf
+        if self.memory is not None and shelf is not _EMPTY_SHELF:
+            existing = shelf.get(fkey)
+            # A fill never replaces a fresh entry stored meanwhile (the first writer wins, so
+            # a slow computation cannot overwrite a newer one); refresh() and set() do.
+            if force or existing is None or not judge.live(existing, now):
+                # Memory entries derive their string key from the shelf when needed.
+                keep = entry.copy_for() if self.lower else entry
+                keep.skey = None
+                self.memory.put(shelf, fkey, keep)
+        if not self.lower or binding.local:
+            return
+        assert skey is not None
+        entry.incarnation = judge.versions.incarnation
+        # No storage-level expiry: expiry is judged on read by the cache's clock, and the
+        # storage's own would only reclaim rows earlier at a cost on every store.
+        for tier in self.lower:
+            refused = yield (SET, tier, skey, entry)
+            if isinstance(refused, SerializationError):
+                self._unserializable(binding, tier, refused)
+                return
+
+    def _unserializable(self, binding: Binding, tier: Tier, exc: SerializationError) -> None:
+        self.unserializable.add()
+        if not binding.warned:
+            binding.warned = True
+            log.warning(
+                "cacheplug: results of %s cannot be stored in the %s tier and stay in memory: %s",
+                binding.ident or "Cache.set",
+                tier.name,
+                exc,
+            )
+
+    def forget(self, binding: Binding, fkey: Hashable, skeys: Sequence[str]) -> Steps:
+        """Remove one key from memory and from every shared tier."""
+        if self.memory is not None and binding.shelf is not _EMPTY_SHELF:
+            self.memory.discard(binding.shelf, fkey)
+        for skey in skeys:
+            for tier in self.lower:
+                yield (DELETE, tier, skey, None)
+
+    # -- maintenance ------------------------------------------------------------------------
+
+    def sweep(self, prefix: str, now: float, listing: Sequence[Tier]) -> int:
+        """Remove expired and stale entries from every tier. O(entries): off the call path."""
+        removed = 0
+        judge = self.judge
+        if self.memory is not None:
+            removed += self.memory.sweep(lambda e: judge.live(e, now))
+        for tier in listing:
+            listed = cast("KeyListing", tier)
+            for skey in listed.keys():  # noqa: SIM118 - a tier, not a dict
+                if not skey.startswith(prefix):
+                    continue
+                found = tier.get(skey)
+                if found is not MISS and judge.verdict(found, now, True) is not FRESH and tier.delete(skey):
+                    removed += 1
+        return removed
