@@ -306,10 +306,30 @@ class _CoreBase:
                     binding.hits.counter,
                     functools.partial(cache.judge.recheck_in, binding),
                     binding.fresh,
+                    self._lean(cache, binding),
                 )
             else:
                 self.unbind()
         return binding
+
+    def _lean(self, cache: Cache, binding: Binding) -> tuple[Any, ...] | None:
+        """What the fast path's inlined memory-only miss needs, or ``None`` when it must not run.
+
+        It runs for a memory-only cache whose misses no middleware observes, for a function
+        without tag templates or ``cache_if``, whose entries are stored (ttl not 0).
+        """
+        ttl = self.ttl if self.ttl is not None else cache.default_ttl
+        memory = cache.memory
+        if (
+            memory is None
+            or cache.tiering.lower
+            or not cache.chains.quiet_miss
+            or not self.untagged
+            or self.cache_if is not None
+            or ttl == 0
+        ):
+            return None
+        return (binding.misses.counter, memory.put, ttl, binding.base_tags)
 
     def unbind(self) -> None:
         """Send every call through the general path until the next one binds again."""

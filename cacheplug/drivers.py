@@ -25,7 +25,7 @@ from typing import Any
 from . import invalidation as inv
 from .cache import Cache
 from .cache.calls import Binding, Pending, _Read
-from .cache.flow import arun, call_flow, run
+from .cache.flow import arun, call_flow, conclude, report, run
 from .cache.tiering import Steps
 from .core import _CoreBase
 from .envelope import MISS
@@ -215,7 +215,35 @@ class _Core(_CoreBase):
             skey_fn = lambda: cache.function_key(name, encode_call(kept, fkey))  # noqa: E731
         if self.cache_if is not None:
             return self.store(cache, pending, value, skey_fn)
-        cache.finish(pending, value, True, skey_fn)  # the fast path never copies
+        if cache.tiering.lower:
+            cache.finish(pending, value, True, skey_fn)  # the fast path never copies
+            return value
+        # Memory only: the flow's finish without its generator (finish_flow's one other
+        # copy, tested against it in tests/test_flow.py): conclude, admit, report.
+        entry = conclude(cache, pending, value)
+        if entry.expires != entry.created:
+            cache.tiering.admit(pending.binding, pending.fkey, skey_fn, entry, False, entry.created)
+        if inv.ACTIVE:
+            report(cache, entry, skey_fn)
+        return value
+
+    def lean_end(
+        self, args: tuple[Any, ...], value: Any, shelf: Any, seq0: int, start: float, bucket: list[Any]
+    ) -> Any:
+        """Finish a lean fast-path miss (see ``fastpath._LEAN_MISS``) the way the flow does."""
+        bound = self.bound
+        if bound is None or bound[1].shelf is not shelf:
+            return value  # rebound while it computed: storing nothing is always safe
+        cache, binding = bound
+        pending = Pending(binding, args, None, binding.base_tags, self.ttl, seq0, start)
+        pending.bucket = bucket  # what the computation read, captured by the fast path
+        name, kept = self.name, self.kept
+        skey_fn: Callable[[], str] = lambda: cache.function_key(name, encode_call(kept, args))  # noqa: E731
+        entry = conclude(cache, pending, value)
+        if entry.expires != entry.created:
+            cache.tiering.admit(binding, args, skey_fn, entry, False, entry.created)
+        if inv.ACTIVE:
+            report(cache, entry, skey_fn)
         return value
 
     def note_hit(self, entry: Any) -> None:

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from . import invalidation as inv
 from .cache.calls import _EMPTY_SHELF, Pending
 from .cache.flow import arun, run
+from .envelope import Entry
 
 if TYPE_CHECKING:
     from .decorator import _Core
@@ -70,6 +71,36 @@ except KeyError:
 
 # The sync call: a hit returns from the probe; a miss (absent or stale) computes right
 # here, so no thunk or coordinator frame sits between the caller and the function.
+# The memory-only miss of a function without tag templates, cache_if or middleware on
+# misses (``lean``, decided when the function binds): the compute flow's one other copy,
+# inlined so that a miss costs two Python calls besides the function (the entry's and the
+# tier's). Anything unusual -- the function read cached values, an invalidation came while
+# it ran, another caller stored the key meanwhile, an enclosing computation captures --
+# goes to ``lean_end``, which finishes as the flow does.
+_LEAN_MISS = """\
+if lean:
+    __cp_shelf = shelf
+    __cp_seq = epoch[0]
+    __cp_bucket = []
+    __cp_token = capture_set(__cp_bucket)
+    active.append(None)
+    __cp_start = clock()
+    try:
+        __cp_value = func(*args)
+    finally:
+        active.pop()
+        capture_reset(__cp_token)
+    next_(misses)
+    if __cp_bucket or active or epoch[0] != __cp_seq or args in __cp_shelf:
+        return lean_end(args, __cp_value, __cp_shelf, __cp_seq, __cp_start, __cp_bucket)
+    __cp_now = clock()
+    put(__cp_shelf, args, ENTRY(
+        __cp_value, __cp_now, None if ttl is None else __cp_now + ttl, __cp_seq, base_tags,
+        __cp_now - __cp_start,
+    ))
+    return __cp_value
+"""
+
 _SYNC_PROBE = (
     """\
 try:
@@ -79,6 +110,7 @@ except KeyError:
 else:
 """
     + _indent_text(_CHECK, 4)
+    + _LEAN_MISS
     + """\
 __cp_pending = miss(args)
 if type(__cp_pending) is not PENDING:
@@ -95,17 +127,22 @@ return miss_end(__cp_pending, __cp_value)
 _TEMPLATE = """\
 def build(
     func, start, drive, adrive, split_values, miss, miss_end, miss_abort, PENDING, active, capturing,
-    note_hit, FAST, EMPTY, NO_EPOCH, NA, next_, counter,
+    note_hit, FAST, EMPTY, NO_EPOCH, NA, next_, counter, ENTRY, capture_set, capture_reset, lean_end,
 ):
     shelf, epoch, clock, hits, recheck, fresh = EMPTY, NO_EPOCH, float, counter, bool, [0, -1]
+    lean, misses, put, ttl, base_tags = False, counter, None, None, ()
 
-    def rebind(new_shelf, new_epoch, new_clock, new_hits, new_recheck, new_fresh):
+    def rebind(new_shelf, new_epoch, new_clock, new_hits, new_recheck, new_fresh, new_lean=None):
         # Cells are written one by one: the empty shelf first and the new shelf last, so a
         # concurrent hit never pairs an entry of one cache with the epoch of another.
-        nonlocal shelf, epoch, clock, hits, recheck, fresh
+        nonlocal shelf, epoch, clock, hits, recheck, fresh, lean, misses, put, ttl, base_tags
         shelf = EMPTY
+        lean = False
         epoch, clock, hits, recheck, fresh = new_epoch, new_clock, new_hits, new_recheck, new_fresh
+        if new_lean is not None:
+            misses, put, ttl, base_tags = new_lean
         shelf = new_shelf
+        lean = new_lean is not None
 
 {call_def}
 
@@ -161,7 +198,8 @@ _TEMPLATE_NAMES = frozenset({
     "func", "start", "drive", "adrive", "split_values", "miss", "miss_end", "miss_abort", "PENDING",
     "active", "capturing", "note_hit", "FAST", "EMPTY", "NO_EPOCH", "NA", "next_", "counter",
     "shelf", "epoch", "clock", "hits", "rebind", "probe", "args", "entry", "type", "recheck",
-    "bool", "float", "fresh", "BaseException", "kwargs", "rest",
+    "bool", "float", "fresh", "BaseException", "kwargs", "rest", "ENTRY", "capture_set",
+    "capture_reset", "lean_end", "lean", "misses", "put", "ttl", "base_tags", "None",
 })  # fmt: skip
 
 
@@ -250,6 +288,10 @@ def make_call(core: _Core) -> Callable[..., Any]:
         _NA,
         next,
         itertools.count(),
+        Entry,
+        inv.CAPTURE.set,
+        inv.CAPTURE.reset,
+        core.lean_end,
     )
     core.rebind = rebind
     # Argument errors raised by the interpreter name the user's function, not the template.

@@ -35,7 +35,7 @@ from .tiering import DELETE, GET, SET, Steps
 if TYPE_CHECKING:
     from .facade import Cache
 
-__all__ = ["CHAINED", "COMPUTE", "arun", "call_flow", "drive", "finish_flow", "run", "with_run"]
+__all__ = ["CHAINED", "COMPUTE", "arun", "call_flow", "conclude", "drive", "finish_flow", "report", "run", "with_run"]
 
 COMPUTE, CHAINED = "compute", "chained"
 
@@ -86,35 +86,44 @@ def finish_flow(
     cache: Cache, pending: Pending, value: Any, store: bool, skey_fn: Callable[[], str], force: bool = False
 ) -> Steps:
     """End a computation: store its value if allowed and still fresh; report it upward."""
+    entry = conclude(cache, pending, value)
+    if store and entry.expires != entry.created:  # ttl=0: never stored
+        steps = cache.tiering.store(pending.binding, pending.fkey, skey_fn, entry, force, entry.created)
+        chain = cache.chains.set
+        if chain is None:
+            yield from steps
+        else:
+            op = cache.describe("set", pending.binding, entry.skey or skey_fn(), entry.tags)
+            yield (CHAINED, chain, steps, op)
+    if inv.ACTIVE:
+        report(cache, entry, skey_fn)
+    return entry
+
+
+def conclude(cache: Cache, pending: Pending, value: Any) -> Entry:
+    """Stop capturing the computation's reads; its entry, carrying what it depended on."""
     inv.capture_end(pending.token)
-    binding = pending.binding
     bucket = pending.bucket
     if bucket:
         captured: dict[str, None] = dict.fromkeys(pending.tags)
         for read in bucket:
             captured.update(dict.fromkeys(read.cache.entry_tags(read.entry)))
         tags = tuple(captured)
-        if binding.signature is not None:
-            cache.judge.unshortcut(binding)
+        if pending.binding.signature is not None:
+            cache.judge.unshortcut(pending.binding)
     else:
         tags = pending.tags  # shared by every entry of the function: no allocation
     now = cache.clock()
     ttl = pending.ttl if pending.ttl is not None else cache.default_ttl
-    entry = Entry(
-        value, now, None if ttl is None else now + ttl, pending.seq0, tags, now - pending.start, pending.skey
-    )
-    if store and ttl != 0:
-        steps = cache.tiering.store(binding, pending.fkey, skey_fn, entry, force, now)
-        chain = cache.chains.set
-        if chain is None:
-            yield from steps
-        else:
-            yield (CHAINED, chain, steps, cache.describe("set", binding, entry.skey or skey_fn(), tags))
-    if inv.ACTIVE and inv.CAPTURE.get() is not None:
+    return Entry(value, now, None if ttl is None else now + ttl, pending.seq0, tags, now - pending.start, pending.skey)
+
+
+def report(cache: Cache, entry: Entry, skey_fn: Callable[[], str]) -> None:
+    """Tell an enclosing computation (nested cached calls) what this one produced."""
+    if inv.CAPTURE.get() is not None:
         if entry.skey is None:
             entry.skey = skey_fn()
         inv.note(_Read(cache, entry))
-    return entry
 
 
 def run(steps: Steps, func: Callable[..., Any] = bool, args: tuple[Any, ...] = (), kwargs: Any = None) -> Any:

@@ -114,7 +114,7 @@ class Tiering:
 
     # -- stores -----------------------------------------------------------------------------
 
-    def store(
+    def admit(
         self,
         binding: Binding,
         fkey: Hashable,
@@ -122,8 +122,11 @@ class Tiering:
         entry: Entry,
         force: bool,
         now: float,
-    ) -> Steps:
-        """Store a computed entry in memory and write it through, unless it raced an invalidation."""
+    ) -> bool:
+        """The in-process part of a store: the no-stale-set check, then the memory shelf.
+
+        False when the entry raced an invalidation (or the versions could not be read).
+        """
         judge = self.judge
         seq0 = entry.seq
         skey = entry.skey
@@ -134,10 +137,10 @@ class Tiering:
             # touched what the value was computed from (the no-stale-set check).
             current = judge.sync()
             if current is None:
-                return
+                return False
             if not judge.untouched_since(seq0, entry.tags, skey):
                 self.stale_sets.add()
-                return
+                return False
             entry.seq = current
         shelf = binding.shelf
         if self.memory is not None and shelf is not _EMPTY_SHELF:
@@ -149,10 +152,23 @@ class Tiering:
                 keep = entry.copy_for() if self.lower else entry
                 keep.skey = None
                 self.memory.put(shelf, fkey, keep)
-        if not self.lower or binding.local:
+        return True
+
+    def store(
+        self,
+        binding: Binding,
+        fkey: Hashable,
+        skey_fn: Callable[[], str],
+        entry: Entry,
+        force: bool,
+        now: float,
+    ) -> Steps:
+        """Store a computed entry in memory and write it through, unless it raced an invalidation."""
+        if not self.admit(binding, fkey, skey_fn, entry, force, now) or not self.lower or binding.local:
             return
+        skey = entry.skey
         assert skey is not None
-        entry.incarnation = judge.versions.incarnation
+        entry.incarnation = self.judge.versions.incarnation
         # No storage-level expiry: expiry is judged on read by the cache's clock, and the
         # storage's own would only reclaim rows earlier at a cost on every store.
         for tier in self.lower:
