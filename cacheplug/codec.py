@@ -22,9 +22,10 @@ which of the three it is, so that a tier can count them apart: corrupt and tampe
 are deleted, foreign ones are left to the release that wrote them.
 
 :class:`Codec` is the whole contract between a shared tier and serialization: a tier
-stores what ``dumps`` returns, rebuilds entries with ``loads``, and accepts a folder
-that others can write to only when ``signed`` is true. Compression or another format is a codec of its own
-(or one wrapping :class:`PickleCodec`), written once for every shared tier.
+stores what ``dumps`` returns, rebuilds entries with ``loads``, and accepts a folder that
+others can write to only when ``signed`` is true. Compression or another format is a
+codec of its own (or one wrapping :class:`PickleCodec`), written once for every shared
+tier.
 """
 
 from __future__ import annotations
