@@ -9,6 +9,14 @@ invalidation of what it was computed from.
 from . import signals
 from .api import add_rule, ainvalidate, get_or_compute, invalidate, invalidate_by_write
 from .cache import Cache, CacheStats
+from .codec import (
+    Codec,
+    CorruptEntryError,
+    ForeignEntryError,
+    PickleCodec,
+    TamperedEntryError,
+    UnreadableEntryError,
+)
 from .config import configure, get_cache
 from .decorator import CachedFunction, CacheInfo, cached
 from .envelope import MISS, Entry
@@ -38,18 +46,24 @@ __all__ = [
     "CacheStats",
     "CachedFunction",
     "CacheplugError",
+    "Codec",
     "ConfigurationError",
+    "CorruptEntryError",
     "DiskTier",
     "Entry",
+    "ForeignEntryError",
     "InvalidationError",
     "InvalidationRule",
     "MemoryTier",
     "Middleware",
     "Op",
+    "PickleCodec",
     "SerializationError",
+    "TamperedEntryError",
     "Tier",
     "TierUnavailable",
     "UnkeyableArgumentError",
+    "UnreadableEntryError",
     "add_rule",
     "ainvalidate",
     "batch",

@@ -20,6 +20,12 @@ Guarantees:
 Unreadable data raises a subclass of :class:`UnreadableEntryError` whose ``kind`` says
 which of the three it is, so that a tier can count them apart: corrupt and tampered rows
 are deleted, foreign ones are left to the release that wrote them.
+
+:class:`Codec` is the whole contract between a shared tier and serialization: a tier
+stores what ``dumps`` returns, rebuilds entries with ``loads``, and accepts a folder that
+others can write to only when ``signed`` is true. Compression or another format is a
+codec of its own (or one wrapping :class:`PickleCodec`), written once for every shared
+tier.
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ import hashlib
 import hmac
 import pickle
 from collections.abc import Sequence
-from typing import Any, ClassVar, Final, Protocol
+from typing import Any, ClassVar, Final, Protocol, runtime_checkable
 
 from .envelope import Entry
 from .errors import ConfigurationError, SerializationError
@@ -41,6 +47,7 @@ __all__ = [
     "PickleCodec",
     "TamperedEntryError",
     "UnreadableEntryError",
+    "codec_for",
     "parse_secrets",
     "secret_id",
 ]
@@ -64,7 +71,11 @@ _new_entry = object.__new__
 
 
 class UnreadableEntryError(SerializationError):
-    """Stored data that this process cannot (or must not) turn back into an entry."""
+    """Stored data that this process cannot (or must not) turn back into an entry.
+
+    A codec's ``loads`` raises one of the three subclasses; their ``kind`` (``"corrupt"``,
+    ``"tampered"``, ``"foreign"``) names the tier's counter and whether the row is deleted.
+    """
 
     kind: ClassVar[str] = "unreadable"
 
@@ -87,14 +98,39 @@ class ForeignEntryError(UnreadableEntryError):
     kind = "foreign"
 
 
+@runtime_checkable
 class Codec(Protocol):
-    """Serializes entries for one shared tier; the key binds an entry to its place."""
+    """How a shared tier turns entries into bytes and back: the one thing it knows of serialization.
 
-    signed: bool
+    ``dumps(entry, key)`` returns the bytes to store under ``key`` (the key may be bound
+    into them, as a signature does); it raises :class:`~cacheplug.SerializationError` for a
+    value it cannot serialize (the value then stays in memory, counted as unserializable).
 
-    def dumps(self, entry: Entry, key: str) -> bytes: ...
+    ``loads(data, key)`` rebuilds the :class:`~cacheplug.Entry` stored under ``key``, with
+    every field the codec was given (value, ``created``, ``expires``, ``seq``, ``tags``,
+    ``cost``, ``incarnation``) and ``skey=key``. Data it cannot or must not read raises
+    :class:`CorruptEntryError` (damaged: the tier deletes the row and counts it as
+    *corrupt*), :class:`TamperedEntryError` (a bad or missing signature: deleted, counted
+    as *tampered*) or :class:`ForeignEntryError` (another format or release's: counted as
+    *foreign* and left in place). Nothing it reads may run code before it is verified.
 
-    def loads(self, data: bytes, key: str) -> Entry: ...
+    ``signed`` is true only when ``loads`` verifies a signature made with a secret before
+    it deserializes anything. A tier then accepts a folder that others can write to;
+    an unsigned codec gets only a folder owned by this user and writable by nobody else.
+    """
+
+    @property
+    def signed(self) -> bool:
+        """Whether every entry is verified against a secret before it is deserialized."""
+        ...
+
+    def dumps(self, entry: Entry, key: str) -> bytes:
+        """The bytes that store ``entry`` under ``key``."""
+        ...
+
+    def loads(self, data: bytes, key: str) -> Entry:
+        """The entry that ``data``, stored under ``key``, holds; an UnreadableEntryError if none."""
+        ...
 
 
 def secret_id(secret: str) -> bytes:
@@ -127,6 +163,27 @@ def parse_secrets(secret: str | Sequence[str] | None, source: str = "secret") ->
     return tuple(found_list)
 
 
+def codec_for(codec: Codec | None, secret: str | Sequence[str] | None, owner: str) -> Codec:
+    """The codec a shared tier is built with: ``codec``, or ``PickleCodec`` of ``secret``.
+
+    ``secret`` is the shorthand for ``codec=PickleCodec(secrets)``; giving both is a
+    :class:`ConfigurationError` (a codec of one's own gets its secrets itself).
+    """
+    if codec is None:
+        return PickleCodec(parse_secrets(secret, f"{owner} secret"))
+    if secret is not None:
+        raise ConfigurationError(
+            f"{owner}(codec=..., secret=...): give one of them. secret= is the shorthand for "
+            f"codec=PickleCodec(secrets); a codec of your own takes its secrets itself"
+        )
+    if isinstance(codec, type) or not isinstance(codec, Codec) or type(codec.signed) is not bool:
+        raise ConfigurationError(
+            f"{owner} codec must be a cacheplug.Codec: dumps(entry, key) -> bytes, "
+            f"loads(data, key) -> Entry and a bool signed; got {codec!r}"
+        )
+    return codec
+
+
 def _framed(key: str) -> bytes:
     # Length-prefixed, so that no (key, payload) pair can be re-split into another.
     raw = key.encode("utf-8", "surrogatepass")
@@ -145,13 +202,17 @@ def _key_pads(secret: bytes, prefix: bytes) -> tuple[Any, Any]:
 
 
 class PickleCodec:
-    """Pickled entries behind the format header; signed with HMAC-SHA256 when given secrets.
+    """The default :class:`Codec`: pickled entries behind a format header, signed when given secrets.
 
-    ``secrets``: the first signs, every one verifies (rotation: put the new secret first,
-    keep the old one until the entries it signed have expired or been rewritten).
+    ``secrets``: one str (comma-separated secrets) or a sequence of str; the first signs
+    with HMAC-SHA256, every one verifies (rotation: put the new secret first, keep the old
+    one until the entries it signed have expired or been rewritten). With secrets, nothing
+    is unpickled before its signature over the format, the key and the whole entry has
+    been checked; without, signed data is never unpickled. ``DiskTier(secret=s)`` is
+    ``DiskTier(codec=PickleCodec(s))``.
     """
 
-    def __init__(self, secrets: Sequence[str] | None = None) -> None:
+    def __init__(self, secrets: str | Sequence[str] | None = None) -> None:
         found = parse_secrets(secrets)
         self.secrets_count = len(found)
         self.signed = bool(found)

@@ -26,11 +26,9 @@ and the workers of one service (started from one folder) share one disk tier.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 import os
-import sys
 import threading
 import warnings
 from collections.abc import Iterable
@@ -40,7 +38,7 @@ if TYPE_CHECKING:
     from .cache import Cache
 
 from .errors import ConfigurationError
-from .private_files import directory_problem
+from .private_files import default_directory, directory_problem
 
 __all__ = ["configure", "default_directory", "get_cache"]
 
@@ -76,25 +74,6 @@ _TEST_PREFIXES = ("CACHEPLUG_TEST_", "CACHEPLUG_BENCH_")
 _CHECKED: list[Any] = [None]
 log = logging.getLogger("cacheplug")
 _WARNED: set[str] = set()
-
-
-def _user_cache_root() -> str:
-    if sys.platform == "win32":
-        return os.environ.get("LOCALAPPDATA") or os.path.expanduser("~\\AppData\\Local")
-    if sys.platform == "darwin":
-        return os.path.expanduser("~/Library/Caches")
-    return os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
-
-
-def default_directory() -> str:
-    """``CACHEPLUG_DIR``, or this project's folder under the per-user cache directory."""
-    explicit = os.environ.get("CACHEPLUG_DIR")
-    if explicit:
-        return os.path.abspath(explicit)
-    project = os.path.realpath(os.getcwd())
-    digest = hashlib.sha256(project.encode("utf-8", "surrogatepass")).hexdigest()[:10]
-    name = os.path.basename(project) or "root"
-    return os.path.join(_user_cache_root(), "cacheplug", f"{name}-{digest}")
 
 
 def _env(name: str) -> str | None:

@@ -1,17 +1,42 @@
-"""Owner-only folders, and the check that a cache folder is safe to trust.
+"""Cache folders: where the default one is, owner-only creation, and whether one is safe to trust.
 
 Everything cacheplug writes to a cache directory may be read back by other processes, so
 nobody but this user may be able to write there (guarantee 6 of the design). This module is
 the one place that creates such folders whatever the umask, and that says why a folder is
 unsafe; the disk tier, the version store and the configuration all use it.
+
+The default directory is ``CACHEPLUG_DIR``, or ``<user cache dir>/cacheplug/<project>-<hash>``
+where the project is the current working directory: two projects never share entries by
+accident, and the workers of one service (started from one folder) share one disk tier.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import stat
+import sys
 
-__all__ = ["directory_problem", "private_makedirs"]
+__all__ = ["default_directory", "directory_problem", "private_makedirs"]
+
+
+def _user_cache_root() -> str:
+    if sys.platform == "win32":
+        return os.environ.get("LOCALAPPDATA") or os.path.expanduser("~\\AppData\\Local")
+    if sys.platform == "darwin":
+        return os.path.expanduser("~/Library/Caches")
+    return os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
+
+
+def default_directory() -> str:
+    """``CACHEPLUG_DIR``, or this project's folder under the per-user cache directory."""
+    explicit = os.environ.get("CACHEPLUG_DIR")
+    if explicit:
+        return os.path.abspath(explicit)
+    project = os.path.realpath(os.getcwd())
+    digest = hashlib.sha256(project.encode("utf-8", "surrogatepass")).hexdigest()[:10]
+    name = os.path.basename(project) or "root"
+    return os.path.join(_user_cache_root(), "cacheplug", f"{name}-{digest}")
 
 
 def private_makedirs(path: str) -> None:

@@ -3,13 +3,15 @@
 Guarantees:
 
 - **Nothing stored runs code unverified.** Entries are bytes made by the tier's codec
-  (``cacheplug.codec``): diskcache never unpickles on its own (rows in its pickle or text
-  modes are refused, and value file names outside the tier's folder are ignored). Without
-  a secret the directory is the defence: it must be owned by this user, not group- or
-  world-writable and not a symlink, or the tier refuses it. With a secret every entry is
-  signed and verified before it is unpickled, and any directory is accepted.
-- **Owner-only files whatever the umask**: folders 0700, ``cache.db`` 0600 (created
-  before SQLite opens it, so its ``-wal``/``-shm`` files copy that mode), value files 0600.
+  (a :class:`~cacheplug.codec.Codec`, by default ``PickleCodec``): serialization and
+  signing are the codec's, nothing else here; diskcache never unpickles on its own (rows
+  in its pickle or text modes are refused, and value file names outside the tier's folder
+  are ignored). Without a signed codec (a secret) the directory is the defence: it must be
+  owned by this user, not group- or world-writable and not a symlink, or the tier refuses
+  it. With one every entry is verified before it is deserialized, and any directory is
+  accepted.
+- **Owner-only files whatever the umask**: folders 0700, ``cache.db`` 0600, value files
+  0600 (see ``diskfiles`` and ``diskstore``).
 - **Bounded waits**: SQLite waits at most ``timeout`` seconds for a lock and nothing
   retries; past that the operation raises and the coordinator serves the call from
   another tier or by computing.
@@ -30,11 +32,9 @@ and left alone.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
 import os
 import sqlite3
-import stat
 import threading
 import time
 import weakref
@@ -43,11 +43,12 @@ from typing import Any
 
 import diskcache
 
-from ..codec import PickleCodec, UnreadableEntryError, parse_secrets
+from ..codec import Codec, UnreadableEntryError, codec_for
 from ..envelope import MISS, Entry
 from ..errors import ConfigurationError, TierUnavailable
-from ..private_files import directory_problem, private_makedirs
+from ..private_files import default_directory, directory_problem
 from ..versions import HostVersions, host_versions
+from .diskfiles import Identities, Refused, identities, is_corrupt, prepare, quarantine
 from .diskstore import Store, after_fork_in_child, sqlite_gate
 
 __all__ = ["DiskTier", "directory_problem"]
@@ -57,35 +58,19 @@ log = logging.getLogger("cacheplug")
 RETRY_EVERY = 10.0  # seconds between attempts to open a tier that is down
 LOG_EVERY = 10.0  # seconds between two log lines of one kind for one tier
 OPEN_WAIT = 1.0  # lock wait when opening off the call path (construction, check())
-_CORRUPT_MARKS = ("not a database", "malformed")
-_FLAGS = os.O_CLOEXEC | os.O_NOFOLLOW
-
-
-def _is_corrupt(exc: BaseException) -> bool:
-    return isinstance(exc, sqlite3.DatabaseError) and any(m in str(exc) for m in _CORRUPT_MARKS)
-
-
-def _identity(path: str) -> tuple[int, int] | None:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return st.st_dev, st.st_ino
-
-
-class _Refused(Exception):
-    """The directory failed the security check (raised as ConfigurationError at build)."""
-
 
 _live: weakref.WeakSet[DiskTier] = weakref.WeakSet()
 
 
 class DiskTier:
-    """A diskcache-backed tier in ``directory`` (default: the project's cache folder).
+    """A diskcache-backed tier in ``directory`` (default: ``CACHEPLUG_DIR`` or the project's folder).
 
-    ``secret``: one or several (a comma-separated str or a sequence) secrets; the first
-    signs entries, every one verifies them. ``timeout``: the longest SQLite waits for a
-    lock on the call path. ``monotonic``: the clock of the retry and log intervals.
+    ``codec``: the :class:`~cacheplug.Codec` that turns entries into the stored bytes and
+    back (default: an unsigned :class:`~cacheplug.PickleCodec`). ``secret``: the shorthand
+    for ``codec=PickleCodec(secret)``: one or several (a comma-separated str or a sequence)
+    secrets, the first signs entries, every one verifies them; not together with ``codec``.
+    ``timeout``: the longest SQLite waits for a lock on the call path. ``monotonic``: the
+    clock of the retry and log intervals.
     """
 
     name = "disk"
@@ -96,8 +81,9 @@ class DiskTier:
         directory: str | os.PathLike[str] | None = None,
         size_limit: int = 2**30,
         *,
-        timeout: float = 0.05,
+        codec: Codec | None = None,
         secret: str | Sequence[str] | None = None,
+        timeout: float = 0.05,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         if not isinstance(size_limit, int) or isinstance(size_limit, bool) or size_limit < 1:
@@ -106,12 +92,9 @@ class DiskTier:
             )
         if not isinstance(timeout, int | float) or isinstance(timeout, bool) or not 0 < timeout < 3600:
             raise ConfigurationError(f"DiskTier timeout must be positive seconds, got {timeout!r}")
-        self.codec = PickleCodec(parse_secrets(secret, "DiskTier secret"))
-        if directory is None:
-            from ..config import default_directory
-
-            directory = default_directory()
-        self.directory = os.path.abspath(os.fspath(directory))
+        self.codec: Codec = codec_for(codec, secret, "DiskTier")
+        self._dumps, self._loads = self.codec.dumps, self.codec.loads  # bound once: every hit
+        self.directory = os.path.abspath(os.fspath(default_directory() if directory is None else directory))
         self.size_limit = size_limit
         self.timeout = float(timeout)
         self.corrupt = 0
@@ -125,54 +108,26 @@ class DiskTier:
         self._lock = threading.Lock()
         self._logged: dict[str, float] = {}
         self._dc: Any = None
-        self._ids: tuple[Any, Any] | None = None
+        self._ids: Identities | None = None
         self._retry_at = -float("inf")
         try:
             self._try_open(OPEN_WAIT)
-        except _Refused as exc:
+        except Refused as exc:
             raise ConfigurationError(
                 f"refusing the disk tier directory: {exc}; anyone who can write there could make "
                 f"this process run code. Use a directory you own with mode 0700 (chmod 700 it, or "
                 f"remove it and let cacheplug create it), set CACHEPLUG_DIR or "
                 f"DiskTier(directory=...) to another folder, or set a secret (CACHEPLUG_SECRET, "
-                f"DiskTier(secret=...)) so that entries are signed and verified"
+                f"DiskTier(secret=...), or a signed DiskTier(codec=...)) so that entries are signed "
+                f"and verified"
             ) from None
         _live.add(self)
 
     # -- opening, faults, reopening ----------------------------------------------------------
 
-    def _security_problem(self) -> str | None:
-        for path in (self.directory, self._entries, self._db):
-            problem = directory_problem(path)
-            if problem is not None:
-                return problem
-        return None
-
     def _open(self, wait: float) -> None:
-        private_makedirs(self.directory)
-        if self._security_problem() is not None:
-            if not self.codec.signed:
-                raise _Refused(self._security_problem())
-        else:
-            # Ours and not writable by others: make it owner-only (an older release may
-            # have left it readable). A directory accepted for its secret is left as it is.
-            # Only ever remove bits: an operator's read-only (0500) directory stays so.
-            mode = stat.S_IMODE(os.stat(self.directory).st_mode)
-            if mode & ~0o700:
-                os.chmod(self.directory, mode & 0o700)
-        private_makedirs(self._entries)
-        fd = os.open(self._db, os.O_RDWR | os.O_CREAT | _FLAGS, 0o600)
-        try:
-            if os.fstat(fd).st_uid == os.geteuid():
-                os.fchmod(fd, 0o600)
-        finally:
-            os.close(fd)
-        for suffix in ("-wal", "-shm"):
-            with contextlib.suppress(OSError):
-                if os.lstat(self._db + suffix).st_uid == os.geteuid():
-                    os.chmod(self._db + suffix, 0o600, follow_symlinks=False)
-        ids = (_identity(self.directory), _identity(self._db))
-        self._ids = ids  # what a corrupt-database quarantine compares against
+        prepare(self.directory, self._entries, self._db, signed=self.codec.signed)
+        self._ids = identities(self.directory, self._db)  # what a quarantine compares against
         try:
             with sqlite_gate:
                 store = Store(self._entries, wait=wait, timeout=self.timeout, size_limit=self.size_limit)
@@ -197,11 +152,11 @@ class DiskTier:
             try:
                 self._open(wait)
             except Exception as exc:
-                if not _is_corrupt(exc):
+                if not is_corrupt(exc):
                     raise
                 self._quarantine()
                 self._open(wait)
-        except _Refused:
+        except Refused:
             raise
         except Exception as exc:
             self._dc = None
@@ -220,7 +175,7 @@ class DiskTier:
         """Open again; a directory that now fails the security check leaves the tier down."""
         try:
             self._try_open(wait)
-        except _Refused as exc:
+        except Refused as exc:
             self._dc = None
             self._retry_at = self._monotonic() + RETRY_EVERY
             self.down_reason = f"refused: {exc}"
@@ -240,29 +195,22 @@ class DiskTier:
             return self._dc
 
     def _quarantine(self) -> None:
-        """Move a corrupt ``entries`` folder aside, once, under an exclusive lock file."""
-        fd = os.open(os.path.join(self.directory, "entries.lock"), os.O_RDWR | os.O_CREAT | _FLAGS, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            # Another process may have quarantined it already: only move what failed here.
-            if self._ids is None or _identity(self._db) == self._ids[1]:
-                aside = f"{self._entries}.corrupt-{int(time.time())}-{os.getpid()}"
-                os.rename(self._entries, aside)
-                self.quarantined += 1
-                log.warning(
-                    "cacheplug: the disk tier database %s is corrupt; moved it aside to %s and "
-                    "started an empty one",
-                    self._db,
-                    aside,
-                )
-        finally:
-            os.close(fd)  # releases the lock
+        """Move a corrupt ``entries`` folder aside, once (see ``diskfiles.quarantine``)."""
+        aside = quarantine(self.directory, self._entries, self._db, self._ids)
+        if aside is not None:
+            self.quarantined += 1
+            log.warning(
+                "cacheplug: the disk tier database %s is corrupt; moved it aside to %s and "
+                "started an empty one",
+                self._db,
+                aside,
+            )
 
     def _failed(self, dc: Any, exc: BaseException) -> None:
         """After an operation failed: quarantine a corrupt database, reopen vanished files."""
         if isinstance(exc, diskcache.Timeout) or "locked" in str(exc) or "full" in str(exc):
             return
-        if _is_corrupt(exc):
+        if is_corrupt(exc):
             with self._lock:
                 if self._dc is dc:
                     self._dc = None
@@ -278,7 +226,7 @@ class DiskTier:
         Cheap (two ``stat`` calls): meant for a background watcher, about once a second.
         """
         dc = self._dc
-        if dc is None or (_identity(self.directory), _identity(self._db)) == self._ids:
+        if dc is None or identities(self.directory, self._db) == self._ids:
             return False
         with self._lock:
             if self._dc is not dc:
@@ -322,7 +270,7 @@ class DiskTier:
         if data is None:
             return MISS
         try:
-            return self.codec.loads(data, key)
+            return self._loads(data, key)
         except UnreadableEntryError as exc:
             self._unreadable(dc, key, exc)
             return MISS
@@ -344,7 +292,7 @@ class DiskTier:
             dc.delete(key)
 
     def set(self, key: str, entry: Entry, expire: float | None = None) -> None:
-        data = self.codec.dumps(entry, key)
+        data = self._dumps(entry, key)
         if expire is not None and expire <= 0:
             return
         dc = self._dc
@@ -404,9 +352,7 @@ class DiskTier:
 
     def __repr__(self) -> str:
         state = "" if self._dc is not None else f", down: {self.down_reason}"
-        return (
-            f"DiskTier({self.directory!r}, size_limit={self.size_limit}, signed={self.codec.signed}{state})"
-        )
+        return f"DiskTier({self.directory!r}, size_limit={self.size_limit}, codec={self.codec!r}{state})"
 
 
 def _after_fork_in_child() -> None:
