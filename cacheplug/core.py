@@ -329,7 +329,7 @@ class _CoreBase:
             or ttl == 0
         ):
             return None
-        return (binding.misses.counter, memory.put, ttl, binding.base_tags)
+        return (binding.misses.counter, memory.put, ttl, binding.base_tags, cache.judge)
 
     def unbind(self) -> None:
         """Send every call through the general path until the next one binds again."""

@@ -25,7 +25,7 @@ from typing import Any
 from . import invalidation as inv
 from .cache import Cache
 from .cache.calls import Binding, Pending, _Read
-from .cache.flow import arun, call_flow, conclude, report, run
+from .cache.flow import arun, call_flow, conclude, report, run, storable
 from .cache.tiering import Steps
 from .core import _CoreBase
 from .envelope import MISS
@@ -221,7 +221,7 @@ class _Core(_CoreBase):
         # Memory only: the flow's finish without its generator (finish_flow's one other
         # copy, tested against it in tests/test_flow.py): conclude, admit, report.
         entry = conclude(cache, pending, value)
-        if entry.expires != entry.created:
+        if entry.expires != entry.created and storable(cache, pending):
             cache.tiering.admit(pending.binding, pending.fkey, skey_fn, entry, False, entry.created)
         if inv.ACTIVE:
             report(cache, entry, skey_fn)
@@ -240,7 +240,7 @@ class _Core(_CoreBase):
         name, kept = self.name, self.kept
         skey_fn: Callable[[], str] = lambda: cache.function_key(name, encode_call(kept, args))  # noqa: E731
         entry = conclude(cache, pending, value)
-        if entry.expires != entry.created:
+        if entry.expires != entry.created and storable(cache, pending):
             cache.tiering.admit(binding, args, skey_fn, entry, False, entry.created)
         if inv.ACTIVE:
             report(cache, entry, skey_fn)

@@ -91,7 +91,7 @@ if lean:
         active.pop()
         capture_reset(__cp_token)
     next_(misses)
-    if __cp_bucket or active or epoch[0] != __cp_seq or args in __cp_shelf:
+    if __cp_bucket or active or epoch[0] != __cp_seq or args in __cp_shelf or judge.cutoff > __cp_start:
         return lean_end(args, __cp_value, __cp_shelf, __cp_seq, __cp_start, __cp_bucket)
     __cp_now = clock()
     put(__cp_shelf, args, ENTRY(
@@ -130,17 +130,17 @@ def build(
     note_hit, FAST, EMPTY, NO_EPOCH, NA, next_, counter, ENTRY, capture_set, capture_reset, lean_end,
 ):
     shelf, epoch, clock, hits, recheck, fresh = EMPTY, NO_EPOCH, float, counter, bool, [0, -1]
-    lean, misses, put, ttl, base_tags = False, counter, None, None, ()
+    lean, misses, put, ttl, base_tags, judge = False, counter, None, None, (), None
 
     def rebind(new_shelf, new_epoch, new_clock, new_hits, new_recheck, new_fresh, new_lean=None):
         # Cells are written one by one: the empty shelf first and the new shelf last, so a
         # concurrent hit never pairs an entry of one cache with the epoch of another.
-        nonlocal shelf, epoch, clock, hits, recheck, fresh, lean, misses, put, ttl, base_tags
+        nonlocal shelf, epoch, clock, hits, recheck, fresh, lean, misses, put, ttl, base_tags, judge
         shelf = EMPTY
         lean = False
         epoch, clock, hits, recheck, fresh = new_epoch, new_clock, new_hits, new_recheck, new_fresh
         if new_lean is not None:
-            misses, put, ttl, base_tags = new_lean
+            misses, put, ttl, base_tags, judge = new_lean
         shelf = new_shelf
         lean = new_lean is not None
 
@@ -199,7 +199,7 @@ _TEMPLATE_NAMES = frozenset({
     "active", "capturing", "note_hit", "FAST", "EMPTY", "NO_EPOCH", "NA", "next_", "counter",
     "shelf", "epoch", "clock", "hits", "rebind", "probe", "args", "entry", "type", "recheck",
     "bool", "float", "fresh", "BaseException", "kwargs", "rest", "ENTRY", "capture_set",
-    "capture_reset", "lean_end", "lean", "misses", "put", "ttl", "base_tags", "None",
+    "capture_reset", "lean_end", "lean", "misses", "put", "ttl", "base_tags", "None", "judge",
 })  # fmt: skip
 
 

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from .. import invalidation as inv
 from ..tiers.memory import MemoryTier, Shelf
 from .calls import _EMPTY_SHELF, Binding, Tally
+from .judge import Judge
 
 if TYPE_CHECKING:
     from .facade import Cache
@@ -41,6 +42,24 @@ def _serial(meta: Any) -> int:
             if found is None:
                 found = _SERIALS[meta] = next(_SERIAL)
     return found
+
+
+# The bindings (of several caches) over each memory shelf: a shelf shared by caches over one
+# MemoryTier. The per-function shortcut is a judgement about the whole shelf, and each cache
+# keeps its own, so a shared shelf is judged without it (every binding over it has none).
+_SHARERS: weakref.WeakKeyDictionary[MemoryTier, dict[Any, list[weakref.ref[Binding]]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _share(memory: MemoryTier, name: Any, binding: Binding) -> None:
+    with _SERIAL_LOCK:
+        sharers = _SHARERS.setdefault(memory, {}).setdefault(name, [])
+        sharers[:] = [ref for ref in sharers if ref() is not None]
+        sharers.append(weakref.ref(binding))
+        shared = [b for b in (ref() for ref in sharers) if b is not None] if len(sharers) > 1 else []
+    for other in shared:
+        Judge.unshortcut(other)
 
 
 def _retire(owner_ref: Any, hits: Tally, misses: Tally) -> None:
@@ -110,6 +129,7 @@ class Bindings:
         weakref.finalize(meta, _retire, weakref.ref(self), found.hits, found.misses).atexit = False
         if self._memory is not None:
             weakref.finalize(meta, _forget_shelf, weakref.ref(self._memory), name).atexit = False
+            _share(self._memory, name, found)
         return found
 
     def all(self) -> list[Binding]:

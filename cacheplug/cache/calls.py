@@ -99,6 +99,7 @@ class Binding:
         "signature",
         "skeys",
         "warned",
+        "__weakref__",
     )
 
     def __init__(

@@ -226,7 +226,7 @@ class Cache:
 
     def delete(self, key: str) -> bool:
         """Remove ``key`` from every tier (and from other processes' memory); True if it was there."""
-        skey = self.names.stored(key)
+        skey = self.user_key(key)
         existed = self.peek(self.direct, skey, skey) is not MISS
         self.invalidate(keys=[skey])
         return existed

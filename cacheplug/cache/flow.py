@@ -7,8 +7,10 @@ receives the answers:
 * ``(GET | SET | DELETE, tier, key, entry)``: one tier operation (``cacheplug.cache.tiering``);
 * ``(COMPUTE, chain, op, None)``: call the user's function (through the ``"compute"``
   middleware chain when there is one);
-* ``(CHAINED, chain, steps, op)``: run the sub-flow ``steps`` (a lookup or a store) as the
-  terminal of a middleware chain.
+* ``(CHAINED, chain, (steps, awaits), op)``: run the sub-flow ``steps`` (a lookup or a
+  store) as the terminal of a middleware chain; ``awaits``: the async driver must await it
+  (a tier is async, or a store writes shared tiers from a worker thread), else it is driven
+  synchronously and the middleware sees its result itself.
 
 :func:`run` and :func:`arun` are the two drivers: the same loop, one calling and one awaiting
 (a tier's ``aget``/``aset``/``adelete`` where it has them; a sync tier's store in a worker
@@ -35,7 +37,19 @@ from .tiering import DELETE, GET, SET, Steps
 if TYPE_CHECKING:
     from .facade import Cache
 
-__all__ = ["CHAINED", "COMPUTE", "arun", "call_flow", "conclude", "drive", "finish_flow", "report", "run", "with_run"]
+__all__ = [
+    "CHAINED",
+    "COMPUTE",
+    "arun",
+    "call_flow",
+    "conclude",
+    "drive",
+    "finish_flow",
+    "report",
+    "run",
+    "storable",
+    "with_run",
+]
 
 COMPUTE, CHAINED = "compute", "chained"
 
@@ -65,7 +79,8 @@ def call_flow(
         if chains.get is None:
             entry = yield from find
         else:
-            entry = yield (CHAINED, chains.get, find, cache.describe("get", binding, skey_fn()))
+            lookup = cache.describe("get", binding, skey_fn())
+            entry = yield (CHAINED, chains.get, (find, cache.tiering.asynchronous), lookup)
         if entry is not MISS:
             value = cache.hit(binding, entry)
             return value if on_hit is None else on_hit(value)
@@ -87,14 +102,14 @@ def finish_flow(
 ) -> Steps:
     """End a computation: store its value if allowed and still fresh; report it upward."""
     entry = conclude(cache, pending, value)
-    if store and entry.expires != entry.created:  # ttl=0: never stored
+    if store and entry.expires != entry.created and storable(cache, pending):  # ttl=0: never stored
         steps = cache.tiering.store(pending.binding, pending.fkey, skey_fn, entry, force, entry.created)
         chain = cache.chains.set
         if chain is None:
             yield from steps
         else:
             op = cache.describe("set", pending.binding, entry.skey or skey_fn(), entry.tags)
-            yield (CHAINED, chain, steps, op)
+            yield (CHAINED, chain, (steps, bool(cache.tiering.lower)), op)
     if inv.ACTIVE:
         report(cache, entry, skey_fn)
     return entry
@@ -115,7 +130,14 @@ def conclude(cache: Cache, pending: Pending, value: Any) -> Entry:
         tags = pending.tags  # shared by every entry of the function: no allocation
     now = cache.clock()
     ttl = pending.ttl if pending.ttl is not None else cache.default_ttl
-    return Entry(value, now, None if ttl is None else now + ttl, pending.seq0, tags, now - pending.start, pending.skey)
+    return Entry(
+        value, now, None if ttl is None else now + ttl, pending.seq0, tags, now - pending.start, pending.skey
+    )
+
+
+def storable(cache: Cache, pending: Pending) -> bool:
+    """Not computed before an invalidation this process could not record (the cutoff)."""
+    return pending.start >= cache.judge.cutoff
 
 
 def report(cache: Cache, entry: Entry, skey_fn: Callable[[], str]) -> None:
@@ -154,7 +176,7 @@ def run(steps: Steps, func: Callable[..., Any] = bool, args: tuple[Any, ...] = (
                 steps.throw(exc)  # the flow cleans up and raises it again
                 raise  # pragma: no cover - the flow always re-raises
         else:  # CHAINED: the sub-flow is the terminal of a middleware chain
-            answer = target(with_run(entry, _driven(key, run)))
+            answer = target(with_run(entry, _driven(key[0], run)))
 
 
 async def arun(
@@ -192,7 +214,10 @@ async def arun(
                 steps.throw(exc)
                 raise  # pragma: no cover - the flow always re-raises
         else:
-            answer = target(with_run(entry, _driven(key, arun)))
+            # A sub-flow that awaits nothing is driven synchronously: its middleware sees
+            # the entry (or MISS) itself, not an awaitable.
+            sub, awaits = key
+            answer = target(with_run(entry, _driven(sub, arun if awaits else run)))
             if asyncio.iscoroutine(answer) or isinstance(answer, asyncio.Future):
                 answer = await answer
 

@@ -24,6 +24,7 @@ from ..envelope import MISS, Entry
 from ..errors import SerializationError
 from ..tiers.base import Tier
 from ..tiers.memory import MemoryTier
+from ..tiers.capabilities import AsyncTier
 from .calls import _EMPTY_SHELF, Binding, Tally
 from .judge import FRESH, Judge
 
@@ -46,6 +47,8 @@ class Tiering:
     def __init__(self, memory: MemoryTier | None, lower: Sequence[Tier], judge: Judge, tiers: int) -> None:
         self.memory = memory
         self.lower = list(lower)
+        # Whether the async driver has something to await when it reads (a tier with aget).
+        self.asynchronous = any(isinstance(tier, AsyncTier) for tier in self.lower)
         self.judge = judge
         # Hits answered by each shared tier (memory hits are the rest: see stats).
         self.tier_hits = [Tally() for _ in range(tiers)]
