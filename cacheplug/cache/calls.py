@@ -83,6 +83,7 @@ class Binding:
     """One function (or the direct API) in one cache: its shelf, tags and counters."""
 
     __slots__ = (
+        "__weakref__",
         "base_tags",
         "base_tags_fn",
         "cache",
@@ -99,7 +100,6 @@ class Binding:
         "signature",
         "skeys",
         "warned",
-        "__weakref__",
     )
 
     def __init__(

@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING, Any, cast
 from ..envelope import MISS, Entry
 from ..errors import SerializationError
 from ..tiers.base import Tier
-from ..tiers.memory import MemoryTier
 from ..tiers.capabilities import AsyncTier
+from ..tiers.memory import MemoryTier
 from .calls import _EMPTY_SHELF, Binding, Tally
 from .judge import FRESH, Judge
 
