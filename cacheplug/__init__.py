@@ -20,11 +20,12 @@ from .errors import (
     TierUnavailable,
     UnkeyableArgumentError,
 )
+from .faults import FaultLedger
 from .forkgate import install as _install_fork_gate
 from .invalidation import InvalidationRule, batch
 from .keys import CacheKeys
 from .middleware import Middleware, Op
-from .tiers import DiskTier, MemoryTier, Tier
+from .tiers import CircuitBreaker, DiskTier, FaultTolerant, MemoryTier, ProxyTier, Tier
 
 _install_fork_gate()  # last: see cacheplug.forkgate
 
@@ -38,14 +39,18 @@ __all__ = [
     "CacheStats",
     "CachedFunction",
     "CacheplugError",
+    "CircuitBreaker",
     "ConfigurationError",
     "DiskTier",
     "Entry",
+    "FaultLedger",
+    "FaultTolerant",
     "InvalidationError",
     "InvalidationRule",
     "MemoryTier",
     "Middleware",
     "Op",
+    "ProxyTier",
     "SerializationError",
     "Tier",
     "TierUnavailable",
