@@ -8,6 +8,7 @@ errors). Time is an injected clock.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import threading
 from collections.abc import Iterator
@@ -56,6 +57,14 @@ class AsyncDiskTier(DiskTier):
 
     async def adelete(self, key: str) -> bool:
         return await asyncio.to_thread(self.delete, key)
+
+
+def _static(obj: object, name: str) -> bool:
+    try:
+        inspect.getattr_static(obj, name)
+    except AttributeError:
+        return False
+    return True
 
 
 @pytest.fixture
@@ -116,6 +125,8 @@ def test_a_proxy_has_exactly_the_capabilities_of_its_tier(disk: DiskTier, tmp_pa
                 assert isinstance(proxy, Tier)
                 for member in OPTIONAL_MEMBERS:
                     assert hasattr(proxy, member) == hasattr(tier, member), (proxy, member)
+                    # Statically too: isinstance() on Python >= 3.12 looks members up this way.
+                    assert _static(proxy, member) == hasattr(tier, member), (proxy, member)
                 for capability in CAPABILITIES:
                     assert isinstance(proxy, capability) == isinstance(tier, capability), (proxy, capability)
     finally:
