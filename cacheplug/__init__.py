@@ -28,11 +28,12 @@ from .errors import (
     TierUnavailable,
     UnkeyableArgumentError,
 )
+from .faults import FaultLedger
 from .forkgate import install as _install_fork_gate
 from .invalidation import InvalidationRule, batch
 from .keys import CacheKeys
 from .middleware import Middleware, Op
-from .tiers import DiskTier, MemoryTier, Tier
+from .tiers import CircuitBreaker, DiskTier, FaultTolerant, MemoryTier, ProxyTier, Tier
 
 _install_fork_gate()  # last: see cacheplug.forkgate
 
@@ -46,11 +47,14 @@ __all__ = [
     "CacheStats",
     "CachedFunction",
     "CacheplugError",
+    "CircuitBreaker",
     "Codec",
     "ConfigurationError",
     "CorruptEntryError",
     "DiskTier",
     "Entry",
+    "FaultLedger",
+    "FaultTolerant",
     "ForeignEntryError",
     "InvalidationError",
     "InvalidationRule",
@@ -58,6 +62,7 @@ __all__ = [
     "Middleware",
     "Op",
     "PickleCodec",
+    "ProxyTier",
     "SerializationError",
     "TamperedEntryError",
     "Tier",

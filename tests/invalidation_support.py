@@ -1,5 +1,7 @@
 """Shared pieces of the invalidation proof suite: cache factories, counting tiers, truth tables.
 
+The tier doubles (broken, counting, gated) are proxies in ``tests.tier_doubles``.
+
 The multi-process worker lives here too, so that ``multiprocessing`` (spawn) can import it
 by name in the child processes.
 """
@@ -17,10 +19,10 @@ from typing import Any
 import pytest
 
 from cacheplug import Cache, DiskTier, MemoryTier
-from cacheplug.envelope import Entry
+
+from .tier_doubles import BrokenTier
 
 KINDS = ("memory", "memory+disk", "disk")
-WAIT = 30.0  # seconds any barrier/event may take before a test gives up (never reached when correct)
 
 
 def build_cache(
@@ -84,46 +86,6 @@ class Calls:
         return sum(self.counts.values())
 
 
-class CountingTier:
-    """Wraps a lower tier and counts every call the coordinator makes on it."""
-
-    def __init__(self, inner: Any) -> None:
-        self.inner = inner
-        self.name = inner.name
-        self.shared = inner.shared
-        self.calls: dict[str, int] = {"get": 0, "set": 0, "delete": 0, "clear": 0, "keys": 0}
-
-    def reset(self) -> None:
-        for op in self.calls:
-            self.calls[op] = 0
-
-    def versions(self) -> Any:
-        return self.inner.versions()
-
-    def get(self, key: str) -> Entry | Any:
-        self.calls["get"] += 1
-        return self.inner.get(key)
-
-    def set(self, key: str, entry: Entry, expire: float | None = None) -> None:
-        self.calls["set"] += 1
-        self.inner.set(key, entry, expire)
-
-    def delete(self, key: str) -> bool:
-        self.calls["delete"] += 1
-        return bool(self.inner.delete(key))
-
-    def clear(self) -> None:
-        self.calls["clear"] += 1
-        self.inner.clear()
-
-    def keys(self) -> list[str]:
-        self.calls["keys"] += 1
-        return list(self.inner.keys())
-
-    def close(self) -> None:
-        self.inner.close()
-
-
 class CountingMemoryTier(MemoryTier):
     """A memory tier that counts every write-side operation (reads are plain dict lookups)."""
 
@@ -160,29 +122,11 @@ class CountingMemoryTier(MemoryTier):
         super()._evict()
 
 
-class FaultyTier:
+class FaultyTier(BrokenTier):
     """A lower tier whose every operation raises (a broken disk, a dead server)."""
 
-    name = "faulty"
-    shared = True
-
     def __init__(self) -> None:
-        self.attempts = 0
-
-    def _fail(self, *args: Any, **kwargs: Any) -> Any:
-        self.attempts += 1
-        raise OSError("simulated tier fault")
-
-    get = set = delete = clear = _fail
-
-    def close(self) -> None:
-        pass
-
-
-def wait(event: threading.Event, what: str) -> None:
-    """Wait for ``event`` or fail the test (a deadlock must not hang the suite)."""
-    if not event.wait(WAIT):
-        raise AssertionError(f"timed out waiting for {what}")
+        super().__init__(name="faulty", error=OSError("simulated tier fault"))
 
 
 # -- the source of truth shared by the threaded and multi-process stress tests ------------------

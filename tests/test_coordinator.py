@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import sqlite3
 import sys
 import threading
 import types
@@ -16,6 +15,7 @@ import pytest
 from cacheplug import MISS, Cache, ConfigurationError, DiskTier, Entry, MemoryTier, cached
 from cacheplug.cache import open_caches
 from tests.conftest import FakeClock
+from tests.tier_doubles import BrokenTier, FailingStore
 
 
 @pytest.fixture
@@ -31,43 +31,6 @@ def open_disk(disk_dir: Path) -> Iterator[Any]:
     yield make
     for tier in tiers:
         tier.close()
-
-
-class BrokenTier:
-    """A tier whose storage always fails."""
-
-    name = "broken"
-    shared = True
-
-    def __init__(self) -> None:
-        self.attempts = 0
-
-    def get(self, key: str) -> Any:
-        self.attempts += 1
-        raise OSError("storage unreachable")
-
-    def set(self, key: str, entry: Entry, expire: float | None = None) -> None:
-        self.attempts += 1
-        raise OSError("storage unreachable")
-
-    def delete(self, key: str) -> bool:
-        raise OSError("storage unreachable")
-
-    def clear(self) -> None:
-        raise OSError("storage unreachable")
-
-    def close(self) -> None:
-        pass
-
-
-class FailingDiskcache:
-    """Stands in for a DiskTier's diskcache whose database went away."""
-
-    def __getattr__(self, name: str) -> Any:
-        def fail(*args: Any, **kwargs: Any) -> Any:
-            raise sqlite3.OperationalError("disk I/O error")
-
-        return fail
 
 
 # -- read-through and write-through ------------------------------------------------------
@@ -270,7 +233,7 @@ def test_entry_of_a_class_that_no_longer_exists_is_a_miss(tiered_cache: Cache, c
 
 
 def test_faulty_lower_tier_never_fails_the_caller(clock: FakeClock, caplog: pytest.LogCaptureFixture) -> None:
-    broken = BrokenTier()
+    broken = BrokenTier(name="broken")
     calls: list[int] = []
     with (
         caplog.at_level(logging.WARNING, logger="cacheplug"),
@@ -297,7 +260,7 @@ def test_faulty_lower_tier_never_fails_the_caller(clock: FakeClock, caplog: pyte
 
 def test_cache_with_only_a_faulty_tier_computes_every_call(clock: FakeClock) -> None:
     calls: list[int] = []
-    with Cache([BrokenTier()], clock=clock) as cache:
+    with Cache([BrokenTier(name="broken")], clock=clock) as cache:
 
         @cached(cache=cache)
         def f(x: int) -> int:
@@ -313,7 +276,7 @@ def test_disk_tier_with_a_failing_database_is_counted_as_faults(tiered_cache: Ca
     disk = tiered_cache.tiers[1]
     assert isinstance(disk, DiskTier)
     real = disk._dc
-    disk._dc = FailingDiskcache()
+    disk._dc = FailingStore()
     try:
 
         @cached(cache=tiered_cache)

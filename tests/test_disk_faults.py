@@ -6,7 +6,7 @@ construction; a corrupt database is quarantined and rebuilt; a deleted directory
 reopened by ``check()``; a locked database is waited on for at most ``timeout``.
 
 Where the version store beside the tier cannot open either (read-only, uncreatable), the
-cache is built over :class:`TierOnly`, which hides ``versions()``: the version store's own
+cache is built over :class:`~tests.tier_doubles.TierOnly`, which hides ``versions()``: the version store's own
 faults are versions.py's part of item 4.
 """
 
@@ -30,33 +30,9 @@ from cacheplug import MISS, Cache, DiskTier, MemoryTier, cached
 from cacheplug.envelope import Entry
 from cacheplug.errors import TierUnavailable
 from tests.disk_support import drop_privileges, in_child
+from tests.tier_doubles import TierOnly
 
 KEY = "|fn:app.f@0123456789ab(i1)"
-
-
-class TierOnly:
-    """A tier proxy without ``versions()``, so that Cache uses process-local versions."""
-
-    name = "disk"
-    shared = True
-
-    def __init__(self, tier: DiskTier) -> None:
-        self.tier = tier
-
-    def get(self, key: str) -> Any:
-        return self.tier.get(key)
-
-    def set(self, key: str, entry: Entry, expire: float | None = None) -> None:
-        self.tier.set(key, entry, expire)
-
-    def delete(self, key: str) -> bool:
-        return self.tier.delete(key)
-
-    def clear(self) -> None:
-        self.tier.clear()
-
-    def close(self) -> None:
-        self.tier.close()
 
 
 class ManualClock:

@@ -11,39 +11,21 @@ from __future__ import annotations
 import logging
 import sqlite3
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 import cacheplug.cache.health
 import cacheplug.faults
 import cacheplug.versions
-from cacheplug import Cache, DiskTier, Entry, MemoryTier, cached
+from cacheplug import Cache, DiskTier, MemoryTier, cached
+from tests.tier_doubles import BrokenTier
 
 
-class FailingTier:
-    """A shared tier whose every operation raises ``error`` (set per test)."""
-
-    name = "flaky"
-    shared = True
+class FailingTier(BrokenTier):
+    """A tier whose every operation raises ``error`` (set per test)."""
 
     def __init__(self) -> None:
-        self.error: Exception = OSError("unreachable")
-
-    def get(self, key: str) -> Any:
-        raise self.error
-
-    def set(self, key: str, entry: Entry, expire: float | None = None) -> None:
-        raise self.error
-
-    def delete(self, key: str) -> bool:
-        raise self.error
-
-    def clear(self) -> None:
-        raise self.error
-
-    def close(self) -> None:
-        pass
+        super().__init__(name="flaky", error=OSError("unreachable"))
 
 
 def _fault_lines(caplog: pytest.LogCaptureFixture) -> list[str]:

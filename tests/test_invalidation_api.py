@@ -34,11 +34,10 @@ from .invalidation_support import (
     KINDS,
     Calls,
     CountingMemoryTier,
-    CountingTier,
     FaultyTier,
     make_cache,
-    wait,
 )
+from .tier_doubles import CountingTier, wait
 
 __all__ = ["make_cache"]  # the fixture is used by name
 

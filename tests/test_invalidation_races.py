@@ -29,29 +29,10 @@ import cacheplug
 from cacheplug import Cache, DiskTier, MemoryTier, cached
 from cacheplug.middleware import Op
 
-from .invalidation_support import KINDS, wait
+from .invalidation_support import KINDS
+from .tier_doubles import Gate, GatedTier, wait
 
 RUNS = 1000
-
-
-class Gate:
-    """Stops one thread at a chosen point until the test lets it go."""
-
-    def __init__(self) -> None:
-        self.armed: Any = None
-        self.reached = threading.Event()
-        self.release = threading.Event()
-
-    def arm(self, key: Any) -> None:
-        self.reached.clear()
-        self.release.clear()
-        self.armed = key
-
-    def check(self, key: Any) -> None:
-        if self.armed is not None and self.armed == key:
-            self.armed = None
-            self.reached.set()
-            wait(self.release, "the test to release the gate")
 
 
 class GatedMemoryTier(MemoryTier):
@@ -62,35 +43,6 @@ class GatedMemoryTier(MemoryTier):
     def put(self, shelf: Any, fkey: Any, entry: Any) -> None:
         self.gate.check(("put", fkey))
         super().put(shelf, fkey, entry)
-
-
-class GatedTier:
-    """Wraps a disk tier; can stop a store in the middle of writing an entry."""
-
-    def __init__(self, inner: DiskTier, gate: Gate) -> None:
-        self.inner = inner
-        self.gate = gate
-        self.name = inner.name
-        self.shared = inner.shared
-
-    def versions(self) -> Any:
-        return self.inner.versions()
-
-    def get(self, key: str) -> Any:
-        return self.inner.get(key)
-
-    def set(self, key: str, entry: Any, expire: float | None = None) -> None:
-        self.gate.check(("set", key))
-        self.inner.set(key, entry, expire)
-
-    def delete(self, key: str) -> bool:
-        return self.inner.delete(key)
-
-    def clear(self) -> None:
-        self.inner.clear()
-
-    def close(self) -> None:
-        self.inner.close()
 
 
 @pytest.fixture

@@ -1,7 +1,26 @@
-"""Storage tiers: each one storage behind the small :class:`Tier` protocol."""
+"""Storage tiers: each one storage behind the small :class:`Tier` protocol.
+
+Optional capabilities are declared by the protocols of :mod:`.capabilities`; behaviour
+around a tier (fault tolerance, circuit breaking) is a proxy tier wrapped around it.
+"""
 
 from .base import Tier
+from .breaker import CircuitBreaker
+from .capabilities import AsyncTier, CountsDamage, HasVersions, KeyListing, SelfChecking
 from .disk import DiskTier
 from .memory import MemoryTier
+from .proxy import FaultTolerant, ProxyTier
 
-__all__ = ["DiskTier", "MemoryTier", "Tier"]
+__all__ = [
+    "AsyncTier",
+    "CircuitBreaker",
+    "CountsDamage",
+    "DiskTier",
+    "FaultTolerant",
+    "HasVersions",
+    "KeyListing",
+    "MemoryTier",
+    "ProxyTier",
+    "SelfChecking",
+    "Tier",
+]

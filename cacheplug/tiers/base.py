@@ -18,7 +18,8 @@ class Tier(Protocol):
     ``set`` stores an entry, with ``expire`` as a hint for the storage's own reclamation;
     ``delete`` says whether something was removed; ``clear`` empties the whole storage.
     A tier may raise on faults: the coordinator counts them and serves from elsewhere.
-    ``shared`` says whether other processes see the tier's entries.
+    ``shared`` says whether other processes see the tier's entries. What a tier can do
+    beyond this is declared by the protocols of :mod:`cacheplug.tiers.capabilities`.
     """
 
     name: str

@@ -5,7 +5,20 @@ from __future__ import annotations
 from collections.abc import Callable, Coroutine
 from typing import Any, assert_type
 
-from cacheplug import Cache, CachedFunction, CacheInfo, MemoryTier, cached
+from cacheplug import (
+    Cache,
+    CachedFunction,
+    CacheInfo,
+    CircuitBreaker,
+    DiskTier,
+    FaultLedger,
+    FaultTolerant,
+    MemoryTier,
+    ProxyTier,
+    Tier,
+    cached,
+)
+from cacheplug.tiers import CountsDamage, HasVersions, KeyListing, SelfChecking
 
 cache = Cache([MemoryTier()])
 
@@ -109,3 +122,13 @@ assert_type(Repo.build.invalidate(2), bool)
 async def methods() -> None:
     assert_type(await repo.aload(1), int)
     assert_type(await repo.aload.ainvalidate(1), bool)
+
+
+# The tiers satisfy the capability protocols they implement; a proxy stack is a tier.
+def tiers(disk: DiskTier) -> None:
+    owner: HasVersions = disk
+    checking: SelfChecking = disk
+    listing: KeyListing = disk
+    damage: CountsDamage = disk
+    stack: Tier = FaultTolerant(CircuitBreaker(disk), FaultLedger("ns"))
+    proxied: KeyListing = ProxyTier(disk)
