@@ -32,7 +32,7 @@ from .cache import Cache
 from .cache.calls import Binding, _ttl_seconds
 from .cache.lifecycle import on_unbind
 from .errors import ConfigurationError
-from .fastpath import _EMPTY, _NO_EPOCH, _UNCOUNTED
+from .fastpath import _EMPTY, _NO_EPOCH, _UNCOUNTED, lean_cells
 from .identity import _cells_key, _check_decoratable, _unfast, _untyped
 from .keys import _qualname, encode, encode_call, fast_key, fingerprint
 from .wrappers import CachedFunction
@@ -306,30 +306,11 @@ class _CoreBase:
                     binding.hits.counter,
                     functools.partial(cache.judge.recheck_in, binding),
                     binding.fresh,
-                    self._lean(cache, binding),
+                    lean_cells(self, cache, binding),
                 )
             else:
                 self.unbind()
         return binding
-
-    def _lean(self, cache: Cache, binding: Binding) -> tuple[Any, ...] | None:
-        """What the fast path's inlined memory-only miss needs, or ``None`` when it must not run.
-
-        It runs for a memory-only cache whose misses no middleware observes, for a function
-        without tag templates or ``cache_if``, whose entries are stored (ttl not 0).
-        """
-        ttl = self.ttl if self.ttl is not None else cache.default_ttl
-        memory = cache.memory
-        if (
-            memory is None
-            or cache.tiering.lower
-            or not cache.chains.quiet_miss
-            or not self.untagged
-            or self.cache_if is not None
-            or ttl == 0
-        ):
-            return None
-        return (binding.misses.counter, memory.put, ttl, binding.base_tags, cache.judge)
 
     def unbind(self) -> None:
         """Send every call through the general path until the next one binds again."""

@@ -28,6 +28,9 @@ from .cache.flow import arun, run
 from .envelope import Entry
 
 if TYPE_CHECKING:
+    from .cache import Cache
+    from .cache.calls import Binding
+    from .core import _CoreBase
     from .decorator import _Core
 
 __all__ = ["make_call"]
@@ -201,6 +204,26 @@ _TEMPLATE_NAMES = frozenset({
     "bool", "float", "fresh", "BaseException", "kwargs", "rest", "ENTRY", "capture_set",
     "capture_reset", "lean_end", "lean", "misses", "put", "ttl", "base_tags", "None", "judge",
 })  # fmt: skip
+
+
+def lean_cells(core: _CoreBase, cache: Cache, binding: Binding) -> tuple[Any, ...] | None:
+    """What the inlined memory-only miss (``_LEAN_MISS``) needs, or ``None`` where it must not run.
+
+    It runs for a memory-only cache whose misses no middleware observes, for a function
+    without tag templates or ``cache_if``, whose entries are stored (ttl not 0).
+    """
+    ttl = core.ttl if core.ttl is not None else cache.default_ttl
+    memory = cache.memory
+    if (
+        memory is None
+        or cache.tiering.lower
+        or not cache.chains.quiet_miss
+        or not core.untagged
+        or core.cache_if is not None
+        or ttl == 0
+    ):
+        return None
+    return (binding.misses.counter, memory.put, ttl, binding.base_tags, cache.judge)
 
 
 def _indent(text: str, spaces: int) -> str:
