@@ -9,7 +9,8 @@ The hit path reads one integer, ``epoch[0]``: when it still equals the entry's `
 nothing at all was invalidated since the entry was checked, so no tag is looked at.
 
 A bump also bumps the tags that depend on its tags (:meth:`Versions.depend`,
-:mod:`cacheplug.versions_deps`): O(tags + dependents reached).
+:mod:`cacheplug.versions_deps`): O(tags + dependents reached). A store's mirror holds at
+most ``_MIRROR_MAX`` versions; older ones fold into ``floor`` (see :func:`_fold`).
 
 Two stores share this contract:
 
@@ -39,7 +40,7 @@ epoch file, its lock and mapping), :mod:`cacheplug.versions_watch` (the watcher 
 listeners, fork) and :mod:`cacheplug.versions_recovery` (catching up, reopening,
 quarantine). This module completes it with recording (:meth:`HostVersions.bump`) and keeps
 the process's registry of host stores (:func:`host_versions`, the fork handlers) and the
-tunables and test hooks (``_SNAPSHOT_EVERY``, ``_RECENT``, ``_NOW``,
+tunables and test hooks (``_SNAPSHOT_EVERY``, ``_RECENT``, ``_MIRROR_MAX``, ``_NOW``,
 ``_WATCH_INTERVAL``, ``_STEP``): the parts read them from here, so a test sets them here.
 """
 
@@ -47,6 +48,7 @@ from __future__ import annotations
 
 import array
 import contextlib
+import itertools
 import logging
 import os
 import threading
@@ -68,6 +70,8 @@ log = logging.getLogger("cacheplug")
 _SNAPSHOT_EVERY = 1024
 # How many of the latest invalidations each process keeps as tag sets for quick rechecks.
 _RECENT = 16
+# The most tag versions a store's mirror holds (see _fold): about 10 MB of short tags.
+_MIRROR_MAX = 65_536
 # The wall clock dependency edges expire by (a test moves it).
 _NOW: Callable[[], float] = time.time
 # How often the watcher looks for a deleted or replaced directory (seconds).
@@ -142,11 +146,28 @@ def fresh(mirror: dict[str, int], tags: Iterable[str], seq: int) -> bool:
 def _mirror(store: LocalVersions | HostVersions, seq: int, tags: Iterable[str]) -> None:
     """Record invalidation ``seq`` of ``tags`` in a store's mirror and its recent window."""
     frozen = frozenset(tags)
+    mirror = store.mirror
     for tag in frozen:
-        store.mirror[tag] = seq
+        mirror.pop(tag, None)  # inserted last: the mirror stays in the order of its versions
+        mirror[tag] = seq
         if tag.startswith("\x00k:"):
             store.keyed = True
     store.recent = (*store.recent[1 - _RECENT :], (seq, frozen))
+    if len(mirror) > _MIRROR_MAX:
+        _fold(store)
+
+
+def _fold(store: LocalVersions | HostVersions) -> None:
+    """Forget the oldest versions beyond the bound; ``floor`` rises to the newest forgotten.
+
+    An entry checked before that version is then stale whatever its tags, so no entry is
+    ever judged fresh against a version the mirror no longer holds. A quarter of the bound
+    goes at once, so the cost is O(1) per version recorded.
+    """
+    mirror = store.mirror
+    folded = list(itertools.islice(mirror, len(mirror) - _MIRROR_MAX * 3 // 4))
+    top = max(mirror.pop(tag) for tag in folded)  # max: a crafted snapshot may be unordered
+    store.floor = max(store.floor, top)
 
 
 class LocalVersions:
