@@ -7,7 +7,7 @@ invalidation of what it was computed from.
 """
 
 from . import signals
-from .api import add_rule, ainvalidate, get_or_compute, invalidate, invalidate_by_write
+from .api import add_dependency, add_rule, ainvalidate, get_or_compute, invalidate, invalidate_by_write
 from .config import configure, get_cache
 from .coordinator import Cache, CacheStats
 from .decorator import CachedFunction, CacheInfo, cached
@@ -50,6 +50,7 @@ __all__ = [
     "Tier",
     "TierUnavailable",
     "UnkeyableArgumentError",
+    "add_dependency",
     "add_rule",
     "ainvalidate",
     "batch",

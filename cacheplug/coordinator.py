@@ -30,6 +30,7 @@ import weakref
 from collections.abc import Awaitable, Callable, Hashable, Iterable, Sequence
 from typing import Any, TypeVar
 
+from . import dependencies as deps
 from . import invalidation as inv
 from .calls import _EMPTY_SHELF, Binding, CacheStats, Pending, Tally, _Read, _ttl_seconds
 from .envelope import MISS, Entry
@@ -840,26 +841,60 @@ class Cache:
             inv.note(_Read(self, entry))
         return entry.value
 
-    def set(self, key: str, value: Any, ttl: Any = None, tags: Iterable[str] = ()) -> None:
-        """Store ``value`` under ``key`` in every tier, with ``ttl`` seconds and ``tags``."""
+    def set(
+        self, key: str, value: Any, ttl: Any = None, tags: Iterable[str] = (), depends_on: Iterable[str] = ()
+    ) -> None:
+        """Store ``value`` under ``key`` in every tier, with ``ttl`` seconds and ``tags``.
+
+        ``depends_on``: keys of this cache ``value`` was derived from (see :meth:`add_dependency`).
+        """
         skey = self.user_key(key)
         seconds = _ttl_seconds(ttl, "ttl")
         tag_tuple = self._direct.base_tags + _check_tags(tags)
+        sources = _check_keys(depends_on)
         if self.blind():
             return  # nothing stored could be judged fresh (see ``degraded``)
         pending = self.begin(self._direct, skey, skey, tag_tuple, seconds)
-        self.finish(pending, value, True, lambda: skey, force=True)
+        # Linked after the epoch snapshot, before the value is stored (see cacheplug.dependencies).
+        linked = not sources or deps.link(self, skey, sources, seconds)
+        self.finish(pending, value, linked, lambda: skey, force=True)
 
     def get_or_compute(
-        self, key: str, compute: Callable[[], T], ttl: Any = None, tags: Iterable[str] = ()
+        self,
+        key: str,
+        compute: Callable[[], T],
+        ttl: Any = None,
+        tags: Iterable[str] = (),
+        depends_on: Iterable[str] = (),
     ) -> T:
-        """The value under ``key``; on a miss, ``compute()`` it and store it."""
+        """The value under ``key``; on a miss, ``compute()`` it and store it.
+
+        ``depends_on``: keys of this cache the value is derived from (see :meth:`add_dependency`).
+        """
         skey = self.user_key(key)
         seconds = _ttl_seconds(ttl, "ttl")
         tag_tuple = self._direct.base_tags + _check_tags(tags)
+        sources = _check_keys(depends_on)
         if self.blind():
             return compute()
-        return self.call(self._direct, skey, lambda: skey, compute, lambda: tag_tuple, seconds)
+        keep = None
+        if sources:
+            compute, keep = deps.linking(self, skey, sources, seconds, compute)
+        return self.call(self._direct, skey, lambda: skey, compute, lambda: tag_tuple, seconds, keep)
+
+    def add_dependency(
+        self, derived_key: str, sources: Iterable[str] = (), *, tags: Iterable[str] = (), ttl: Any = None
+    ) -> None:
+        """Make ``derived_key`` stale whenever one of ``sources`` (keys) or ``tags`` is invalidated.
+
+        In every process of the host, and transitively: what depends on ``derived_key`` goes
+        stale with it. Cycles are fine. The link lasts until ``derived_key`` is invalidated
+        or ``ttl`` seconds pass (``None``: until then; with a custom ``clock``, always until
+        then). Each later invalidation costs O(tags + dependents it reaches). Prefer
+        ``set(..., depends_on=...)``, which links before it stores. Raises
+        :class:`~cacheplug.errors.InvalidationError` when it cannot be recorded.
+        """
+        deps.add(self, derived_key, _check_keys(sources), _check_tags(tags), _ttl_seconds(ttl, "ttl"))
 
     def delete(self, key: str) -> bool:
         """Remove ``key`` from every tier (and from other processes' memory); True if it was there."""
