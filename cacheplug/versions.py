@@ -160,14 +160,15 @@ def _mirror(store: LocalVersions | HostVersions, seq: int, tags: Iterable[str]) 
 def _fold(store: LocalVersions | HostVersions) -> None:
     """Forget the oldest versions beyond the bound; ``floor`` rises to the newest forgotten.
 
-    An entry checked before that version is then stale whatever its tags, so no entry is
-    ever judged fresh against a version the mirror no longer holds. A quarter of the bound
-    goes at once, so the cost is O(1) per version recorded.
+    An entry checked before it is then stale, never judged against a forgotten version: the
+    floor rises before a new mirror replaces the old, and readers take the mirror first
+    (``Cache._untouched_since``). A quarter goes at once: O(1) per version recorded.
     """
     mirror = store.mirror
-    folded = list(itertools.islice(mirror, len(mirror) - _MIRROR_MAX * 3 // 4))
-    top = max(mirror.pop(tag) for tag in folded)  # max: a crafted snapshot may be unordered
+    cut = len(mirror) - _MIRROR_MAX * 3 // 4
+    top = max(itertools.islice(mirror.values(), cut))  # max: a crafted snapshot may be unordered
     store.floor = max(store.floor, top)
+    store.mirror = dict(itertools.islice(mirror.items(), cut, None))
 
 
 class LocalVersions:

@@ -88,3 +88,14 @@ def test_a_cache_serves_a_fresh_entry_and_refuses_one_older_than_the_floor(kind:
         cache.set("new", 2, tags=["kept"])
         assert cache.get("old") is None  # older than every version the mirror still holds
         assert cache.get("new") == 2
+
+
+def test_a_fold_never_removes_a_version_from_the_mirror_a_reader_holds(store: Any) -> None:
+    """A reader takes the mirror, then the floor: what it holds must still know every version."""
+    for i in range(BOUND):
+        store.bump([f"tag:{i}"])
+    held, floor = store.mirror, store.floor
+    before = dict(held)
+    store.bump(["one more"])  # over the bound: folds
+    assert store.floor > floor and store.mirror is not held
+    assert all(held[tag] == version for tag, version in before.items())
