@@ -7,7 +7,7 @@ invalidation of what it was computed from.
 """
 
 from . import signals
-from .api import add_rule, ainvalidate, get_or_compute, invalidate, invalidate_by_write
+from .api import add_dependency, add_rule, ainvalidate, get_or_compute, invalidate, invalidate_by_write
 from .cache import Cache, CacheStats
 from .codec import (
     Codec,
@@ -69,6 +69,7 @@ __all__ = [
     "TierUnavailable",
     "UnkeyableArgumentError",
     "UnreadableEntryError",
+    "add_dependency",
     "add_rule",
     "ainvalidate",
     "batch",

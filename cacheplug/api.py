@@ -18,7 +18,7 @@ from .cache import Cache, open_caches
 from .config import get_cache
 from .errors import ConfigurationError
 
-__all__ = ["add_rule", "ainvalidate", "get_or_compute", "invalidate", "invalidate_by_write"]
+__all__ = ["add_dependency", "add_rule", "ainvalidate", "get_or_compute", "invalidate", "invalidate_by_write"]
 
 T = TypeVar("T")
 _RULES: list[inv.InvalidationRule] = []
@@ -92,6 +92,33 @@ def invalidate_by_write(entity: str, id: Any = None) -> None:
         cache.invalidate_by_write(entity, id)
 
 
-def get_or_compute(key: str, compute: Callable[[], T], ttl: Any = None, tags: Iterable[str] = ()) -> T:
+def get_or_compute(
+    key: str,
+    compute: Callable[[], T],
+    ttl: Any = None,
+    tags: Iterable[str] = (),
+    depends_on: Iterable[str] = (),
+) -> T:
     """:meth:`Cache.get_or_compute` on the default cache."""
-    return get_cache().get_or_compute(key, compute, ttl=ttl, tags=tags)
+    return get_cache().get_or_compute(key, compute, ttl=ttl, tags=tags, depends_on=depends_on)
+
+
+def add_dependency(
+    derived_key: str,
+    sources: Iterable[str] = (),
+    *,
+    tags: Iterable[str] = (),
+    ttl: Any = None,
+    cache: Cache | None = None,
+) -> None:
+    """Make the entry under ``derived_key`` stale whenever a source key or tag is invalidated.
+
+    ``sources`` are keys of the same cache (``cache``, default: the default cache), ``tags``
+    are tags. Invalidating any of them, in any process of the host, makes ``derived_key``
+    stale, and transitively everything that depends on it; cycles are fine. The link lasts
+    until ``derived_key`` is invalidated or ``ttl`` seconds pass. Each invalidation costs
+    O(tags + dependents reached). See :meth:`Cache.add_dependency`; to link a value as it is
+    stored, use ``Cache.set(..., depends_on=...)``. Raises
+    :class:`~cacheplug.errors.InvalidationError` when the link cannot be recorded.
+    """
+    (cache if cache is not None else get_cache()).add_dependency(derived_key, sources, tags=tags, ttl=ttl)

@@ -6,11 +6,18 @@ The journal holds plain data only, so opening a cache directory never runs code 
   new whenever the journal is created or rebuilt) and ``floor`` (the epoch at creation:
   nothing below it is recorded here);
 * ``records``: one row per invalidation, ``(seq, tags)`` with the tags as a JSON list of str;
-* ``snapshots``: one row folding the records up to ``seq`` into ``{"floor", "versions"}``.
+* ``snapshots``: one row folding the records up to ``seq`` into ``{"floor", "versions"}``;
+* ``edges``: the dependency edges ``(source, derived, expires)``, indexed by source (what a
+  bump walks, :meth:`Journal.reach`), by derived (dropped when it is bumped) and by expiry
+  (see :mod:`cacheplug.versions_deps`).
 
 A journal written by the first release (no ``meta``, pickled ``journal``/``snapshot`` rows)
 is migrated without reading its rows: they are dropped, and the new journal's floor makes
-every entry stored before stale. A newer format is left untouched
+every entry stored before stale. An older format of this one (2: no edges, whose writers
+would not walk them) is discarded like a corrupt journal: moved aside and rebuilt above
+every entry stored before; its processes then find the new format too new and stop
+serving cached values, rather than bump without walking the edges. A newer format is left
+untouched
 (:class:`JournalTooNew`); a row that is not the expected JSON raises
 :class:`JournalCorrupt` and is never interpreted. Transactions are the caller's: the
 version store serializes all use of one journal behind its own lock.
@@ -26,9 +33,11 @@ import urllib.parse
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+from .versions_deps import closure
+
 __all__ = ["FORMAT", "Journal", "JournalCorrupt", "JournalTooNew", "Meta", "create_private", "is_corruption"]
 
-FORMAT = 2
+FORMAT = 3  # 3: the edges table
 
 # Connections inherited through fork: never closed nor used in the child (SQLite forbids
 # both), only kept referenced so that garbage collection does not close them either.
@@ -95,7 +104,13 @@ _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS records (seq INTEGER PRIMARY KEY, tags TEXT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS snapshots (id INTEGER PRIMARY KEY CHECK (id = 0), "
     "seq INTEGER NOT NULL, state TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS edges (source TEXT NOT NULL, derived TEXT NOT NULL, expires REAL, "
+    "PRIMARY KEY (source, derived)) WITHOUT ROWID",
+    "CREATE INDEX IF NOT EXISTS edges_by_derived ON edges (derived)",
+    "CREATE INDEX IF NOT EXISTS edges_by_expiry ON edges (expires) WHERE expires IS NOT NULL",
 )
+# Tags per statement in the edge queries (SQLite allows at least 999 parameters).
+_CHUNK = 500
 # The first release's tables, recreated empty after a migration so that its processes still
 # running during a rolling deploy keep recording (their epoch moves make this release treat
 # every entry as stale, which is safe) instead of failing on a missing table.
@@ -200,6 +215,10 @@ class Journal:
                 f"the journal has format {fmt} and this release reads format {FORMAT}: a newer "
                 f"cacheplug shares this folder; upgrade this process's cacheplug"
             )
+        if fmt < FORMAT and floor >= 0:
+            raise JournalCorrupt(
+                f"the journal was written by an older release (format {fmt}, this one writes {FORMAT})"
+            )
         if fmt != FORMAT or floor < 0:
             raise JournalCorrupt(f"the journal's meta table is damaged (format {fmt}, floor {floor})")
         return Meta(incarnation, floor, False, False)
@@ -245,9 +264,16 @@ class Journal:
         return row[0], floor, versions
 
     def write_snapshot(
-        self, seq: int, floor: int, versions: dict[str, int], drop_upto: int, step: Callable[[str], None]
+        self,
+        seq: int,
+        floor: int,
+        versions: dict[str, int],
+        drop_upto: int,
+        step: Callable[[str], None],
+        now: float,
     ) -> None:
-        """Store the versions as of ``seq`` and drop the records up to ``drop_upto``, atomically."""
+        """Store the versions as of ``seq``, drop the records up to ``drop_upto`` and the edges
+        expired by ``now``, atomically."""
         state = json.dumps({"floor": floor, "versions": versions})
         self.begin()
         try:
@@ -255,19 +281,70 @@ class Journal:
             conn.execute("INSERT OR REPLACE INTO snapshots VALUES (0, ?, ?)", (seq, state))
             step("snapshot")
             conn.execute("DELETE FROM records WHERE seq <= ?", (drop_upto,))
+            conn.execute("DELETE FROM edges WHERE expires <= ?", (now,))
             conn.execute("COMMIT")
         except BaseException:
             self.rollback()
             raise
 
+    # -- dependency edges (inside the caller's transaction) ---------------------------------
+
+    def add_edges(self, derived: str, sources: tuple[str, ...], expires: float | None) -> None:
+        """Record an edge from each of ``sources`` to ``derived``; an existing one keeps the later expiry."""
+        self._conn().executemany(
+            "INSERT INTO edges VALUES (?, ?, ?) ON CONFLICT (source, derived) DO UPDATE SET expires = "
+            "CASE WHEN expires IS NULL OR excluded.expires IS NULL THEN NULL "
+            "ELSE MAX(expires, excluded.expires) END",
+            [(source, derived, expires) for source in sources],
+        )
+
+    def reach(self, tags: tuple[str, ...], now: float) -> tuple[str, ...]:
+        """``tags`` and every tag derived from them (transitively, through unexpired edges).
+
+        The edges into every tag reached are dropped (it is stale now) and expired edges
+        met are deleted, with the rest of the expired ones (through their index).
+        """
+        conn = self._conn()
+
+        def dependents(frontier: list[str]) -> list[tuple[str, float | None]]:
+            rows: list[tuple[str, float | None]] = []
+            for i in range(0, len(frontier), _CHUNK):
+                chunk = frontier[i : i + _CHUNK]
+                marks = ",".join("?" * len(chunk))
+                rows += conn.execute(f"SELECT derived, expires FROM edges WHERE source IN ({marks})", chunk)
+            for derived, expires in rows:
+                if type(derived) is not str or not (expires is None or type(expires) in (int, float)):
+                    raise JournalCorrupt(
+                        f"a journal edge is not (str, seconds): {derived!r:.80}, {expires!r}"
+                    )
+            return rows
+
+        reached, expired = closure(tags, dependents, now)
+        found = list(reached)
+        for i in range(0, len(found), _CHUNK):
+            chunk = found[i : i + _CHUNK]
+            conn.execute(f"DELETE FROM edges WHERE derived IN ({','.join('?' * len(chunk))})", chunk)
+        if expired:
+            conn.execute("DELETE FROM edges WHERE expires <= ?", (now,))
+        return tuple(found)
+
+    def edges(self) -> int:
+        """How many edges are recorded (for tests and diagnostics)."""
+        count: int = self._conn().execute("SELECT COUNT(*) FROM edges").fetchone()[0]
+        return count
+
     def high(self) -> int:
         """The highest sequence number this journal accounts for (records, snapshot, floor)."""
+        return self.bump_state()[0]
+
+    def bump_state(self) -> tuple[int, bool]:
+        """:meth:`high`, and whether any dependency edge exists (else a bump walks nothing)."""
         # One statement: this runs inside every bump's write transaction.
-        top, snap, floor = (
+        top, snap, floor, linked = (
             self._conn()
             .execute(
                 "SELECT (SELECT MAX(seq) FROM records), (SELECT seq FROM snapshots WHERE id = 0), "
-                "(SELECT value FROM meta WHERE key = 'floor')"
+                "(SELECT value FROM meta WHERE key = 'floor'), EXISTS (SELECT 1 FROM edges)"
             )
             .fetchone()
         )
@@ -275,7 +352,7 @@ class Journal:
             base = int(floor) if floor is not None else 0
         except ValueError:
             raise JournalCorrupt("the journal's floor is not a number") from None
-        return max(int(top or 0), int(snap or 0), base)
+        return max(int(top or 0), int(snap or 0), base), bool(linked)
 
     def raise_floor(self, floor: int) -> None:
         """Declare nothing below ``floor`` recorded (inside the caller's transaction)."""

@@ -8,13 +8,19 @@ above ``seq`` and ``seq`` is not below the store's ``floor``. Nothing is scanned
 The hit path reads one integer, ``epoch[0]``: when it still equals the entry's ``seq``
 nothing at all was invalidated since the entry was checked, so no tag is looked at.
 
+A bump also bumps the tags that depend on its tags (:meth:`Versions.depend`,
+:mod:`cacheplug.versions_deps`): O(tags + dependents reached). A store's mirror holds at
+most ``_MIRROR_MAX`` versions; older ones fold into ``floor`` (see :func:`_fold`).
+
 Two stores share this contract:
 
 * :class:`LocalVersions`: one process (memory-only caches);
 * :class:`HostVersions`: every process of a host. The epoch is an 8-byte counter in a
   memory-mapped file; each invalidation is committed to a journal
   (:mod:`cacheplug.journal`, plain JSON, never pickles) *before* the epoch is published,
-  under an exclusive file lock, so a record exists for every number up to the epoch.
+  under an exclusive file lock, so a record exists for every number up to the epoch. The
+  record holds the tags reached through the journal's dependency edges, so every process
+  replays the same bump.
 
 What a host store guarantees besides:
 
@@ -34,23 +40,24 @@ epoch file, its lock and mapping), :mod:`cacheplug.versions_watch` (the watcher 
 listeners, fork) and :mod:`cacheplug.versions_recovery` (catching up, reopening,
 quarantine). This module completes it with recording (:meth:`HostVersions.bump`) and keeps
 the process's registry of host stores (:func:`host_versions`, the fork handlers) and the
-tunables and test hooks (``_SNAPSHOT_EVERY``, ``_RECENT``, ``_WATCH_INTERVAL``, ``_STEP``):
-the parts read them from here, so a test sets them on this module.
+tunables and test hooks (``_SNAPSHOT_EVERY``, ``_RECENT``, ``_MIRROR_MAX``, ``_NOW``,
+``_WATCH_INTERVAL``, ``_STEP``): the parts read them from here, so a test sets them here.
 """
 
 from __future__ import annotations
 
 import array
 import contextlib
+import itertools
 import logging
 import os
 import threading
+import time
 import weakref
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
-from .errors import InvalidationError
-from .journal import is_corruption
+from .versions_deps import MemoryEdges, checked_edges
 from .versions_epoch import Listener, VersionsUnavailable, _release
 from .versions_recovery import Recovering
 
@@ -63,6 +70,10 @@ log = logging.getLogger("cacheplug")
 _SNAPSHOT_EVERY = 1024
 # How many of the latest invalidations each process keeps as tag sets for quick rechecks.
 _RECENT = 16
+# The most tag versions a store's mirror holds (see _fold): about 10 MB of short tags.
+_MIRROR_MAX = 65_536
+# The wall clock dependency edges expire by (a test moves it).
+_NOW: Callable[[], float] = time.time
 # How often the watcher looks for a deleted or replaced directory (seconds).
 _WATCH_INTERVAL = 0.5
 # Test-only: called with the name of each step of a bump ("locked", "inserted", "committed",
@@ -101,7 +112,15 @@ class Versions(Protocol):
         ...
 
     def bump(self, tags: Iterable[str]) -> int:
-        """Record an invalidation of ``tags``; return its sequence number."""
+        """Record an invalidation of ``tags`` and what depends on them; return its sequence number."""
+        ...
+
+    def depend(self, derived: str, sources: Iterable[str], expires: float | None = None) -> None:
+        """From now on, a bump of any of ``sources`` also bumps ``derived`` (transitively).
+
+        Until ``derived`` is bumped or ``expires`` (wall-clock seconds) passes. Raises
+        :class:`~cacheplug.errors.InvalidationError` when it cannot be recorded.
+        """
         ...
 
     def check(self) -> bool:
@@ -127,11 +146,29 @@ def fresh(mirror: dict[str, int], tags: Iterable[str], seq: int) -> bool:
 def _mirror(store: LocalVersions | HostVersions, seq: int, tags: Iterable[str]) -> None:
     """Record invalidation ``seq`` of ``tags`` in a store's mirror and its recent window."""
     frozen = frozenset(tags)
+    mirror = store.mirror
     for tag in frozen:
-        store.mirror[tag] = seq
+        mirror.pop(tag, None)  # inserted last: the mirror stays in the order of its versions
+        mirror[tag] = seq
         if tag.startswith("\x00k:"):
             store.keyed = True
     store.recent = (*store.recent[1 - _RECENT :], (seq, frozen))
+    if len(mirror) > _MIRROR_MAX:
+        _fold(store)
+
+
+def _fold(store: LocalVersions | HostVersions) -> None:
+    """Forget the oldest versions beyond the bound; ``floor`` rises to the newest forgotten.
+
+    An entry checked before it is then stale, never judged against a forgotten version: the
+    floor rises before a new mirror replaces the old, and readers take the mirror first
+    (``Cache._untouched_since``). A quarter goes at once: O(1) per version recorded.
+    """
+    mirror = store.mirror
+    cut = len(mirror) - _MIRROR_MAX * 3 // 4
+    top = max(itertools.islice(mirror.values(), cut))  # max: a crafted snapshot may be unordered
+    store.floor = max(store.floor, top)
+    store.mirror = dict(itertools.islice(mirror.items(), cut, None))
 
 
 class LocalVersions:
@@ -148,6 +185,7 @@ class LocalVersions:
         self.keyed = False
         self.recent: tuple[tuple[int, frozenset[str]], ...] = ()
         self._lock = threading.Lock()
+        self._edges = MemoryEdges()
 
     def sync(self) -> int:
         return self.epoch[0]
@@ -155,10 +193,15 @@ class LocalVersions:
     def bump(self, tags: Iterable[str]) -> int:
         with self._lock:
             seq = self.epoch[0] + 1
-            _mirror(self, seq, tags)
+            _mirror(self, seq, self._edges.reach(tags, _NOW()))
             # Published last: a reader that sees the new epoch also sees the versions.
             self.epoch[0] = seq
             return seq
+
+    def depend(self, derived: str, sources: Iterable[str], expires: float | None = None) -> None:
+        edges, expires = checked_edges(derived, sources, expires)
+        with self._lock:
+            self._edges.add(derived, edges, expires, _NOW())
 
     def check(self) -> bool:
         return False
@@ -224,46 +267,23 @@ class HostVersions(Recovering):
         for tag in record:
             if type(tag) is not str:  # the journal holds JSON lists of str, nothing else
                 raise TypeError(f"tags are str, got {tag!r}")
-        reopened = False
-        try:
-            with self._lock:
-                if self._watcher is None:
-                    self._watch()
-                reopened = self._check_locked()
-                if self._broken is not None:
-                    raise InvalidationError(
-                        f"cannot record the invalidation of {len(record)} tag(s): {self._broken}; "
-                        f"other processes may still serve the old values — fix it, then invalidate again"
-                    )
-                if not self.writable:
-                    raise InvalidationError(
-                        f"cannot record the invalidation of {len(record)} tag(s): {self.directory} "
-                        f"is read-only for this process; other processes may still serve the old "
-                        f"values — make the folder writable by this user, then invalidate again"
-                    )
-                try:
-                    seq = self._record(record)
-                except Exception as exc:
-                    if not is_corruption(exc):
-                        raise
-                    self._recover(exc)
-                    reopened = True
-                    seq = self._record(record)
-        except InvalidationError:
-            raise
-        except Exception as exc:
-            raise InvalidationError(
-                f"could not record the invalidation of {len(record)} tag(s) in "
-                f"{self.directory}: {exc!r}; other processes may still serve the old values — "
-                f"free disk space or fix permissions, then invalidate again"
-            ) from exc
-        finally:
-            if reopened:
-                self._pending = False
-                self._notify(True)
-        with contextlib.suppress(Exception):  # recorded; catching up can wait for a read
-            self.sync()
-        return seq
+        return self._write(f"the invalidation of {len(record)} tag(s)", lambda: self._record(record))
+
+    def depend(self, derived: str, sources: Iterable[str], expires: float | None = None) -> None:
+        edges, expires = checked_edges(derived, sources, expires)
+        if edges:
+            self._write(f"a dependency of {derived!r}", lambda: self._link(derived, edges, expires))
+
+    def _link(self, derived: str, sources: tuple[str, ...], expires: float | None) -> None:
+        """Commit the edges under the epoch lock (a bump walks them or was published before)."""
+        journal = self._journal
+        with self._flocked(self._fd):
+            journal.begin()
+            try:
+                journal.add_edges(derived, sources, expires)
+                journal.commit()
+            finally:
+                journal.rollback()
 
     def _record(self, record: tuple[str, ...]) -> int:
         """Commit the record, then publish the epoch (the caller holds ``_lock``)."""
@@ -273,7 +293,10 @@ class HostVersions(Recovering):
             try:
                 _step("locked")
                 # Above both: a process killed after its commit left the journal ahead.
-                seq: int = max(self.epoch[0], journal.high()) + 1
+                high, linked = journal.bump_state()
+                seq: int = max(self.epoch[0], high) + 1
+                if linked:  # in the same transaction: the walk's deletions commit with the record
+                    record = journal.reach(record, _NOW())
                 journal.set(seq, record)
                 _step("inserted")
                 journal.commit()
@@ -289,7 +312,7 @@ class HostVersions(Recovering):
                     self._replay(seq)
                     if self._seen == seq:
                         journal.write_snapshot(
-                            seq, self.floor, dict(self.mirror), seq - _SNAPSHOT_EVERY, _step
+                            seq, self.floor, dict(self.mirror), seq - _SNAPSHOT_EVERY, _step, _NOW()
                         )
                 except Exception as exc:  # recorded already: a later snapshot will do
                     self._log_once("snapshot", exc)

@@ -214,8 +214,9 @@ class EpochFile:
         ``previous``: the (incarnation, epoch) this process knew before a reopen. If the
         epoch file and the journal were both replaced since, numbers may have restarted: the
         epoch and the journal's floor are raised above the old epoch, so no entry from before
-        is judged against restarted numbers. (With the same epoch file, numbers go on and the
-        new journal's floor already covers every entry from before it.) ``advance``: a
+        is judged against restarted numbers. (With the same epoch file, numbers go on and a
+        journal created under it starts one above the epoch: every entry from before it,
+        whose dependency edges went with the lost journal, is stale.) ``advance``: a
         journal created now starts that far above the epoch (1 after a quarantine, so that
         every fast path rechecks).
         """
@@ -233,6 +234,7 @@ class EpochFile:
             same = self._ids is not None and _identity(self._epoch_path) == self._ids[0]
         except OSError:
             same = False
+        existed = same  # the epoch file was there before this open (not created now)
         if same:
             fd, mm, view = self._fd, self._mmap, self.epoch
             writable = self.writable
@@ -269,6 +271,7 @@ class EpochFile:
                 created = writable and create_private(self._journal_path)
                 if view is None:
                     size = os.fstat(fd).st_size
+                    existed = size >= 8
                     if size < mmap.PAGESIZE and writable:
                         os.ftruncate(fd, mmap.PAGESIZE)  # a short (or new) epoch file is extended
                     elif size < 8:
@@ -276,7 +279,10 @@ class EpochFile:
                     length = mmap.PAGESIZE if writable or size >= mmap.PAGESIZE else 8
                     mm = mmap.mmap(fd, length, access=mmap.ACCESS_WRITE if writable else mmap.ACCESS_READ)
                     view = memoryview(mm).cast("q")
-                meta = self._open_journal(journal, view, advance, created)
+                # A journal created under an epoch that existed replaces a lost one, and its
+                # dependency edges with it: it starts above the epoch, so that every entry
+                # judged before (whose edges may be lost) is stale.
+                meta = self._open_journal(journal, view, max(advance, int(created and existed)), created)
                 if writable:
                     high = journal.high()
                     if view[0] < high or view[0] < 0:

@@ -15,6 +15,9 @@
   a read-only store with a corrupt journal is unavailable.
 * Records missing below the epoch (a journal moved aside or lost) make every entry stored
   before stale; nothing is ever guessed fresh.
+* **Writing** (:meth:`Recovering._write`, for bumps and dependency edges): a replaced store
+  is reopened first, a broken or read-only one refuses, a corrupt journal is quarantined
+  and the write retried once; whatever else fails raises :class:`InvalidationError`.
 """
 
 from __future__ import annotations
@@ -23,7 +26,10 @@ import contextlib
 import logging
 import os
 import time
+from collections.abc import Callable
+from typing import TypeVar
 
+from .errors import InvalidationError
 from .journal import create_private, is_corruption
 from .versions_epoch import VersionsUnavailable, _identity
 from .versions_watch import Watching
@@ -31,6 +37,7 @@ from .versions_watch import Watching
 __all__ = ["Recovering"]
 
 log = logging.getLogger("cacheplug")
+T = TypeVar("T")
 
 
 class Recovering(Watching):
@@ -130,6 +137,54 @@ class Recovering(Watching):
         if notify:
             self._notify(True)
         return current
+
+    # -- writing -------------------------------------------------------------------------------
+
+    def _write(self, what: str, action: Callable[[], T]) -> T:
+        """Run ``action`` (it writes the journal under the epoch lock) for a bump or an edge.
+
+        ``what`` names the write in the :class:`InvalidationError` raised when it cannot be
+        recorded; the listeners hear of a reopen it caused; the mirror then catches up.
+        """
+        reopened = False
+        try:
+            with self._lock:
+                if self._watcher is None:
+                    self._watch()
+                reopened = self._check_locked()
+                if self._broken is not None:
+                    raise InvalidationError(
+                        f"cannot record {what}: {self._broken}; other processes may still serve the "
+                        f"old values — fix it, then invalidate again"
+                    )
+                if not self.writable:
+                    raise InvalidationError(
+                        f"cannot record {what}: {self.directory} is read-only for this process; other "
+                        f"processes may still serve the old values — make the folder writable by this "
+                        f"user, then invalidate again"
+                    )
+                try:
+                    result = action()
+                except Exception as exc:
+                    if not is_corruption(exc):
+                        raise
+                    self._recover(exc)
+                    reopened = True
+                    result = action()
+        except InvalidationError:
+            raise
+        except Exception as exc:
+            raise InvalidationError(
+                f"could not record {what} in {self.directory}: {exc!r}; other processes may still "
+                f"serve the old values — free disk space or fix permissions, then invalidate again"
+            ) from exc
+        finally:
+            if reopened:
+                self._pending = False
+                self._notify(True)
+        with contextlib.suppress(Exception):  # recorded; catching up can wait for a read
+            self.sync()
+        return result
 
     # -- faults and reopening ------------------------------------------------------------------
 

@@ -95,7 +95,13 @@ class Bindings:
     def get(
         self, ident: str, meta: Any, static_tags: Iterable[str] = (), relevance: Iterable[str] | None = None
     ) -> Binding:
-        """The binding of function ``ident`` (``""``: direct calls); see ``Cache.binding``."""
+        """The binding of function ``ident`` (``""``: direct calls) in this cache.
+
+        ``meta``: the function's own object (a decorator core: ``name``, ``local`` and
+        ``skey_of_fkey(prefix)``), or ``None`` for the direct API. ``relevance``: the tags
+        (besides the static ones) through which an invalidation can reach the function's
+        entries; ``None`` means any invalidation may.
+        """
         found = self._direct.get(ident) if meta is None else self._functions.get(meta)
         if found is not None:
             return found

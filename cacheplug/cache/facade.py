@@ -3,13 +3,8 @@
 ``Cache(tiers)`` wraps every shared tier in a :class:`~cacheplug.tiers.proxy.FaultTolerant`
 proxy (a fault is counted, logged and answered as a miss; the caller is served from another
 tier or computes), links the cache to its version store (``cacheplug.cache.health``), and
-composes the middleware chains once per operation kind. The parts:
-
-* :class:`~cacheplug.cache.judge.Judge` — may this entry be served (one verdict);
-* :class:`~cacheplug.cache.tiering.Tiering` — read-through, promotion, write-through;
-* :mod:`cacheplug.cache.flow` — ``get_or_compute`` written once, a sync and an async driver;
-* :class:`~cacheplug.cache.invalidating.Invalidator` — record, fail closed, drop, signal;
-* :class:`~cacheplug.cache.bindings.Bindings` and :mod:`cacheplug.cache.stats`.
+composes the middleware chains once per operation kind. Each part is a module of this
+package; docs/architecture.md maps them.
 """
 
 from __future__ import annotations
@@ -21,7 +16,6 @@ from typing import Any, TypeVar
 
 from .. import invalidation as inv
 from ..envelope import MISS, Entry
-from ..errors import ConfigurationError
 from ..faults import FaultLedger
 from ..middleware import Chains, Middleware
 from ..tiers.base import Tier
@@ -29,10 +23,11 @@ from ..tiers.capabilities import KeyListing
 from ..tiers.memory import MemoryTier
 from ..tiers.proxy import FaultTolerant
 from ..versions import Versions
-from . import lifecycle, stats
+from . import dependencies as deps
+from . import direct, lifecycle, stats
 from .bindings import Bindings
 from .calls import Binding, CacheStats, Pending, _Read, _ttl_seconds
-from .flow import call_flow, finish_flow, run, with_run
+from .flow import finish_flow, run, with_run
 from .health import Health
 from .invalidating import Invalidator, check_keys, check_tags
 from .judge import Judge
@@ -73,10 +68,7 @@ class Cache:
         secret: str | Sequence[str] | None = None,
         versions: Versions | None = None,
     ) -> None:
-        if not isinstance(namespace, str) or "|" in namespace or "\x00" in namespace:
-            raise ConfigurationError(f"Cache namespace must be a str without '|' or NUL, got {namespace!r}")
-        if clock is not None and not callable(clock):
-            raise ConfigurationError("Cache clock must be a zero-argument callable returning seconds")
+        lifecycle.check_arguments(namespace, clock)
         self._owns_tiers = tiers is None
         self.tiers: list[Tier] = lifecycle.resolve_tiers(tiers, secret)
         self.memory: MemoryTier | None = self.tiers[0] if isinstance(self.tiers[0], MemoryTier) else None
@@ -101,6 +93,9 @@ class Cache:
         self.tiering = Tiering(self.memory, shared, None, len(self.tiers))  # type: ignore[arg-type]
         self.judge = self.tiering.judge = Judge(self.health.open(), names.cached_skey, self.faults.report)
         self.bindings = Bindings(self, self.memory)
+        # The parts' own methods, as the cache's: the binding of a function, the judge's
+        # verdict on a memory entry, whether the host's invalidations are unreadable.
+        self.binding, self.live, self.blind = self.bindings.get, self.judge.live, self.health.blind
         self.invalidator = Invalidator(self, debounce)
         self.direct = self.binding("", None)
         lifecycle.opened(self)
@@ -136,33 +131,11 @@ class Cache:
         """``[seq]``: the version store's current sequence number (shared with the store)."""
         return self.judge.epoch
 
-    def blind(self) -> bool:
-        """True while the host's invalidations cannot be read (nothing cached is served)."""
-        return self.health.blind()
-
     def unbind_fast_paths(self) -> None:
         """Send the fast paths of this cache's functions through the general path once."""
         lifecycle.notify_unbind(self)
 
-    # -- keys and bindings ------------------------------------------------------------------
-
-    def binding(
-        self, ident: str, meta: Any, static_tags: Iterable[str] = (), relevance: Iterable[str] | None = None
-    ) -> Binding:
-        """The binding of function ``ident`` (``""``: direct calls) in this cache.
-
-        ``meta``: the function's own object (a decorator core: ``name``, ``local`` and
-        ``skey_of_fkey(prefix)``), or ``None`` for the direct API. ``relevance``: the tags
-        (besides the static ones) through which an invalidation can reach the function's
-        entries; ``None`` means any invalidation may.
-        """
-        return self.bindings.get(ident, meta, static_tags, relevance)
-
     # -- reads and stores (the parts the decorator's fast path calls) -----------------------
-
-    def live(self, entry: Entry, now: float) -> bool:
-        """Is a memory ``entry`` fresh at ``now``? (The judge's verdict.)"""
-        return self.judge.live(entry, now)
 
     def lookup(self, binding: Binding, fkey: Hashable, skey_fn: Callable[[], str]) -> Entry | Any:
         """The fresh entry for a key from the fastest tier holding one, or ``MISS``."""
@@ -194,35 +167,38 @@ class Cache:
 
     def get(self, key: str, default: Any = None) -> Any:
         """The fresh value stored under ``key``, or ``default``."""
-        skey = self.user_key(key)
-        entry = MISS if self.blind() else self.lookup(self.direct, skey, lambda: skey)
-        if entry is MISS:
-            self.direct.misses.add()
-            return default
-        return self.hit(self.direct, entry)
+        return direct.get(self, key, default)
 
-    def set(self, key: str, value: Any, ttl: Any = None, tags: Iterable[str] = ()) -> None:
-        """Store ``value`` under ``key`` in every tier, with ``ttl`` seconds and ``tags``."""
-        skey = self.user_key(key)
-        seconds = _ttl_seconds(ttl, "ttl")
-        tag_tuple = self.direct.base_tags + check_tags(tags)
-        if self.blind():
-            return  # nothing stored could be judged fresh (see ``degraded``)
-        pending = Pending(self.direct, skey, skey, tag_tuple, seconds, self.epoch[0], self.clock())
-        self.finish(pending, value, True, lambda: skey, force=True)
+    def set(
+        self, key: str, value: Any, ttl: Any = None, tags: Iterable[str] = (), depends_on: Iterable[str] = ()
+    ) -> None:
+        """Store ``value`` under ``key`` in every tier, with ``ttl`` seconds and ``tags``.
+
+        ``depends_on``: keys of this cache ``value`` was derived from (see :meth:`add_dependency`).
+        """
+        direct.store(self, key, value, ttl, tags, depends_on)
 
     def get_or_compute(
-        self, key: str, compute: Callable[[], T], ttl: Any = None, tags: Iterable[str] = ()
+        self,
+        key: str,
+        compute: Callable[[], T],
+        ttl: Any = None,
+        tags: Iterable[str] = (),
+        depends_on: Any = (),
     ) -> T:
-        """The value under ``key``; on a miss, ``compute()`` it and store it."""
-        skey = self.user_key(key)
-        seconds = _ttl_seconds(ttl, "ttl")
-        tag_tuple = self.direct.base_tags + check_tags(tags)
-        if self.blind():
-            return compute()
-        flow = call_flow(self, self.direct, skey, lambda: skey, lambda: tag_tuple, seconds)
-        value: T = run(flow, compute)
-        return value
+        """The value under ``key``; on a miss, ``compute()`` it and store it (``depends_on``: as for set)."""
+        return direct.get_or_compute(self, key, compute, ttl, tags, depends_on)
+
+    def add_dependency(
+        self, derived_key: str, sources: Iterable[str] = (), *, tags: Iterable[str] = (), ttl: Any = None
+    ) -> None:
+        """Make ``derived_key`` stale whenever one of ``sources`` (keys) or ``tags`` is invalidated.
+
+        In every process of the host, and transitively; cycles are fine. The link lasts until
+        ``derived_key`` is invalidated or ``ttl`` seconds pass. Each later invalidation costs
+        O(tags + dependents it reaches). Raises ``InvalidationError`` when it cannot be recorded.
+        """
+        deps.add(self, derived_key, check_keys(sources), check_tags(tags), _ttl_seconds(ttl, "ttl"))
 
     def delete(self, key: str) -> bool:
         """Remove ``key`` from every tier (and from other processes' memory); True if it was there."""
@@ -250,11 +226,8 @@ class Cache:
             self.invalidator.request(tag_set, key_set)
 
     async def ainvalidate(self, tags: Iterable[str] = (), keys: Iterable[str] = ()) -> None:
-        """Async twin of :meth:`invalidate`: recorded in a worker thread, never on the event loop.
-
-        The worker runs in a copy of the caller's context, so an enclosing ``batch()`` still
-        collects it.
-        """
+        """Async twin of :meth:`invalidate`: recorded in a worker thread (in a copy of the caller's
+        context, so an enclosing ``batch()`` still collects it), never on the event loop."""
         tags, keys = check_tags(tags), check_keys(keys)
         await asyncio.to_thread(self.invalidate, tags, keys)
 

@@ -125,9 +125,10 @@ class Judge:
     def untouched_since(self, seq: int, tags: Iterable[str], skey: str | None) -> bool:
         """No tag in ``tags`` nor the key ``skey`` was invalidated after ``seq``."""
         versions = self.versions
-        if seq < versions.floor or not fresh(versions.mirror, tags, seq):
+        mirror = versions.mirror  # before the floor: a fold raises the floor, then swaps the mirror
+        if seq < versions.floor or not fresh(mirror, tags, seq):
             return False
-        return skey is None or not versions.keyed or versions.mirror.get(inv.key_tag(skey), 0) <= seq
+        return skey is None or not versions.keyed or mirror.get(inv.key_tag(skey), 0) <= seq
 
     # -- the per-function shortcut (what the fast path reads) -------------------------------
 

@@ -14,7 +14,7 @@ import contextlib
 import os
 import weakref
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigurationError
 from ..tiers.base import Tier
@@ -22,10 +22,27 @@ from ..tiers.base import Tier
 if TYPE_CHECKING:
     from .facade import Cache
 
-__all__ = ["close_tiers", "closed", "notify_unbind", "on_unbind", "open_caches", "opened", "resolve_tiers"]
+__all__ = [
+    "check_arguments",
+    "close_tiers",
+    "closed",
+    "notify_unbind",
+    "on_unbind",
+    "open_caches",
+    "opened",
+    "resolve_tiers",
+]
 
 _OPEN: weakref.WeakSet[Cache] = weakref.WeakSet()
 _UNBIND_HOOKS: list[Callable[[Cache | None], None]] = []
+
+
+def check_arguments(namespace: Any, clock: Any) -> None:
+    """Refuse a namespace or clock a cache cannot work with, saying what to give instead."""
+    if not isinstance(namespace, str) or "|" in namespace or "\x00" in namespace:
+        raise ConfigurationError(f"Cache namespace must be a str without '|' or NUL, got {namespace!r}")
+    if clock is not None and not callable(clock):
+        raise ConfigurationError("Cache clock must be a zero-argument callable returning seconds")
 
 
 def resolve_tiers(tiers: Sequence[Tier] | None, secret: str | Sequence[str] | None) -> list[Tier]:

@@ -1,0 +1,66 @@
+"""The direct API's reads and writes: ``Cache.get``, ``set`` and ``get_or_compute``.
+
+The direct API is one binding of the cache (``cache.direct``), whose keys are the user's
+strings: ``set`` is a computation whose value is given (stored with ``force``: it replaces
+what is there), ``get_or_compute`` runs the one compute flow. While the host's invalidations
+cannot be read nothing is stored or served (``Cache.degraded``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from ..envelope import MISS
+from . import dependencies as deps
+from .calls import Pending, _ttl_seconds
+from .flow import call_flow, run
+from .invalidating import check_keys, check_tags
+
+if TYPE_CHECKING:
+    from .facade import Cache
+
+__all__ = ["get", "get_or_compute", "store"]
+
+T = TypeVar("T")
+
+
+def get(cache: Cache, key: str, default: Any) -> Any:
+    skey = cache.user_key(key)
+    entry = MISS if cache.blind() else cache.lookup(cache.direct, skey, lambda: skey)
+    if entry is MISS:
+        cache.direct.misses.add()
+        return default
+    return cache.hit(cache.direct, entry)
+
+
+def store(
+    cache: Cache, key: str, value: Any, ttl: Any, tags: Iterable[str], depends_on: Iterable[str]
+) -> None:
+    skey = cache.user_key(key)
+    seconds = _ttl_seconds(ttl, "ttl")
+    tag_tuple = cache.direct.base_tags + check_tags(tags)
+    sources = check_keys(depends_on)
+    if cache.blind():
+        return  # nothing stored could be judged fresh
+    pending = Pending(cache.direct, skey, skey, tag_tuple, seconds, cache.epoch[0], cache.clock())
+    # Linked after the epoch snapshot, before the value is stored (see cache.dependencies).
+    linked = not sources or deps.link(cache, skey, sources, seconds)
+    cache.finish(pending, value, linked, lambda: skey, force=True)
+
+
+def get_or_compute(
+    cache: Cache, key: str, compute: Callable[[], T], ttl: Any, tags: Iterable[str], depends_on: Iterable[str]
+) -> T:
+    skey = cache.user_key(key)
+    seconds = _ttl_seconds(ttl, "ttl")
+    tag_tuple = cache.direct.base_tags + check_tags(tags)
+    sources = check_keys(depends_on)
+    if cache.blind():
+        return compute()
+    keep = None
+    if sources:
+        compute, keep = deps.linking(cache, skey, sources, seconds, compute)
+    flow = call_flow(cache, cache.direct, skey, lambda: skey, lambda: tag_tuple, seconds, keep)
+    value: T = run(flow, compute)
+    return value
