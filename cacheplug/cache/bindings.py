@@ -73,9 +73,16 @@ def _retire(owner_ref: Any, hits: Tally, misses: Tally) -> None:
 
 
 def _forget_shelf(memory_ref: Any, name: Any) -> None:
+    """The function object is gone: so are its shelf and the record of who shares it.
+
+    Runs inside the garbage collector: takes no lock (``dict.pop`` is atomic).
+    """
     memory = memory_ref()
     if memory is not None:
         memory.forget(name)
+        sharers = _SHARERS.get(memory)
+        if sharers is not None:
+            sharers.pop(name, None)
 
 
 class Bindings:
