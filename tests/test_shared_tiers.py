@@ -93,6 +93,34 @@ def test_a_function_bound_in_two_caches_shares_its_memory_entries(
         assert f.cache_info().hits == 1  # counted per cache: this one served f(3, "y")
 
 
+def test_a_functions_disk_hit_promoted_by_one_cache_is_then_a_hit_through_memory_alone(
+    clock: FakeClock, disks: Callable[[str], DiskTier]
+) -> None:
+    disk = disks("d")
+    calls: list[int] = []
+
+    @cached
+    def f(a: int, b: str) -> str:
+        calls.append(a)
+        return b * a
+
+    memory = MemoryTier()
+    with (
+        Cache([MemoryTier(), disk], clock=clock) as writer,
+        Cache([memory, disk], clock=clock) as full,
+        Cache([memory], clock=clock) as memory_only,
+    ):
+        cacheplug.configure(writer)
+        assert f(7, "q") == "q" * 7  # computed and stored to disk (another process, say)
+        cacheplug.configure(full)
+        assert f(7, "q") == "q" * 7  # a disk hit, promoted into the shared memory tier
+        assert full.stats().tier_hits["disk"] == 1
+        cacheplug.configure(memory_only)
+        assert f(7, "q") == "q" * 7
+        assert calls == [7]
+        assert memory_only.stats().hits == 1
+
+
 def test_different_namespaces_stay_apart_in_one_memory_tier(clock: FakeClock) -> None:
     memory = MemoryTier()
     with Cache([memory], clock=clock, namespace="a") as a, Cache([memory], clock=clock, namespace="b") as b:
