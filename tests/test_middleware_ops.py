@@ -245,13 +245,6 @@ def test_async_calls_settle_every_op_once_its_result_is_awaited(clock: FakeClock
     ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="doc/behaviour mismatch: cacheplug.middleware says call_next returns an entry or MISS "
-    "for 'get' (an awaitable only for an async 'compute') and that the op carries its outcome "
-    "once call_next returns; for async functions 'get' and 'set' return a coroutine and the "
-    "outcome is set only when it is awaited",
-)
 def test_an_async_get_returns_an_entry_or_miss_to_middleware(clock: FakeClock) -> None:
     settled = Settled()
     with Cache([MemoryTier()], clock=clock, middleware=[settled]) as cache:
@@ -355,12 +348,6 @@ def test_observes_with_an_unknown_kind_or_a_string_is_refused(clock: FakeClock, 
 
 
 @pytest.mark.parametrize("namespace", ["", "app"])
-@pytest.mark.xfail(
-    strict=True,
-    reason="cacheplug bug: Cache.delete(key) maps key through Names.stored, which takes a user key "
-    "that looks like a stored key ('<ns>|fn:...', '<ns>|k:...') for one, so delete misses the "
-    "entry Cache.set(key) stored (returns False, the value stays); delete should use user_key",
-)
 def test_delete_removes_what_set_stored_under_any_user_key(clock: FakeClock, namespace: str) -> None:
     with Cache([MemoryTier()], clock=clock, namespace=namespace) as cache:
         for key in (f"{namespace}|fn:x", f"{namespace}|k:y"):

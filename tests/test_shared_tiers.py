@@ -176,13 +176,6 @@ def test_versions_that_differ_from_the_tiers_store_are_refused(
         assert cache.versions is disk.versions()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="cacheplug bug: the per-function shortcut (Binding.signature/fresh) is per cache, the "
-    "memory shelf is shared: an entry with captured dependencies stored through one cache "
-    "unshortcuts only that cache's binding, and the other cache's fast path accepts the entry "
-    "by its shortcut after a dependency outside the function's signature was invalidated",
-)
 def test_an_entry_with_captured_dependencies_stored_through_one_cache_goes_stale_in_the_other(
     clock: FakeClock, disks: Callable[[str], DiskTier]
 ) -> None:

@@ -21,6 +21,7 @@ from .. import invalidation as inv
 from .. import signals
 from ..envelope import MISS
 from ..errors import ConfigurationError, InvalidationError
+from . import lifecycle
 from .calls import Binding, Tally
 from .flow import run, with_run
 from .naming import split_tags
@@ -138,9 +139,15 @@ class Invalidator:
         return existed
 
     def drop_locally(self, keys: builtins.set[str]) -> None:
-        """Fail closed in this process when an invalidation could not be recorded for the others."""
+        """Fail closed in this process when an invalidation could not be recorded for the others.
+
+        Every open cache of the process over the same version store stops serving anything
+        created (or computed from reads made) before now: its memory is emptied and older
+        entries read from a shared tier are stale.
+        """
         cache = self._cache
-        cache.judge.cutoff = cache.clock()
-        cache.bindings.drop_shelves()
+        for other in {cache, *(c for c in lifecycle.open_caches() if c.versions is cache.versions)}:
+            other.judge.cutoff = other.clock()
+            other.bindings.drop_shelves()
         for skey in keys:
             run(cache.tiering.forget(cache.direct, skey, (skey,)))
