@@ -9,8 +9,8 @@ invalidation of what it was computed from.
 from . import signals
 from .api import add_rule, ainvalidate, get_or_compute, invalidate, invalidate_by_write
 from .cache import Cache, CacheStats
-from .config import configure, get_cache
 from .decorator import CachedFunction, CacheInfo, cached
+from .defaults import configure, get_cache
 from .envelope import MISS, Entry
 from .errors import (
     CacheplugError,

@@ -1,46 +1,36 @@
-"""Module-level operations over every open cache of the process.
+"""Module-level operations over every open cache of the process, and the signal receivers.
 
 ``invalidate``, ``invalidate_by_write`` and friends act on every open
 :class:`~cacheplug.Cache` (building the default one if none is open, so that the
 invalidation is recorded for the other processes of the host). Caches that share a
-version store record the invalidation once.
+version store record the invalidation once. The receiver of
+:data:`cacheplug.signals.written` lives here (connected when cacheplug is imported), so the
+signals themselves know nothing of the caches.
 """
 
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 from . import invalidation as inv
+from . import signals, state
 from .cache import Cache, open_caches
-from .config import get_cache
+from .defaults import get_cache
 from .errors import ConfigurationError
 
 __all__ = ["add_rule", "ainvalidate", "get_or_compute", "invalidate", "invalidate_by_write"]
 
 T = TypeVar("T")
-_RULES: list[inv.InvalidationRule] = []
-_RULES_LOCK = threading.Lock()
-
-
-def global_rules() -> list[inv.InvalidationRule]:
-    return list(_RULES)
 
 
 def add_rule(rule: inv.InvalidationRule) -> None:
     """Register a write rule for every cache: see :func:`invalidate_by_write`."""
     if not isinstance(rule, inv.InvalidationRule):
         raise ConfigurationError("add_rule takes an InvalidationRule(entity, tags=...)")
-    with _RULES_LOCK:
-        _RULES.append(rule)
-
-
-def clear_rules() -> None:
-    """Forget every global write rule (for tests)."""
-    with _RULES_LOCK:
-        _RULES.clear()
+    with state.RULES_LOCK:
+        state.RULES.append(rule)
 
 
 def _targets() -> list[Cache]:
@@ -95,3 +85,13 @@ def invalidate_by_write(entity: str, id: Any = None) -> None:
 def get_or_compute(key: str, compute: Callable[[], T], ttl: Any = None, tags: Iterable[str] = ()) -> T:
     """:meth:`Cache.get_or_compute` on the default cache."""
     return get_cache().get_or_compute(key, compute, ttl=ttl, tags=tags)
+
+
+def _on_written(sender: Any, **kwargs: Any) -> None:
+    """Receiver of :data:`cacheplug.signals.written`: the write's rules, on every open cache."""
+    if "entity" not in kwargs:
+        raise TypeError("cacheplug.signals.written needs entity= (and usually id=)")
+    invalidate_by_write(kwargs["entity"], kwargs.get("id"))
+
+
+signals.written.connect(_on_written, weak=False)

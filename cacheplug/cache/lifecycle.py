@@ -16,6 +16,7 @@ import weakref
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
+from .. import state
 from ..errors import ConfigurationError
 from ..tiers.base import Tier
 
@@ -24,14 +25,14 @@ if TYPE_CHECKING:
 
 __all__ = ["close_tiers", "closed", "notify_unbind", "on_unbind", "open_caches", "opened", "resolve_tiers"]
 
-_OPEN: weakref.WeakSet[Cache] = weakref.WeakSet()
-_UNBIND_HOOKS: list[Callable[[Cache | None], None]] = []
+_OPEN: weakref.WeakSet[Cache] = state.OPEN_CACHES
+_UNBIND_HOOKS: list[Callable[[Cache | None], None]] = state.UNBIND_HOOKS
 
 
 def resolve_tiers(tiers: Sequence[Tier] | None, secret: str | Sequence[str] | None) -> list[Tier]:
     """The tiers a cache serves from: ``tiers``, checked, or the configured defaults."""
     if tiers is None:
-        from ..config import default_tiers
+        from ..tiers.defaults import default_tiers
 
         tiers = default_tiers(secret)
     elif secret is not None:

@@ -47,6 +47,7 @@ from ..codec import PickleCodec, UnreadableEntryError, parse_secrets
 from ..envelope import MISS, Entry
 from ..errors import ConfigurationError, TierUnavailable
 from ..private_files import directory_problem, private_makedirs
+from ..settings import default_directory
 from ..versions import HostVersions, host_versions
 from .diskstore import Store, after_fork_in_child, sqlite_gate
 
@@ -108,8 +109,6 @@ class DiskTier:
             raise ConfigurationError(f"DiskTier timeout must be positive seconds, got {timeout!r}")
         self.codec = PickleCodec(parse_secrets(secret, "DiskTier secret"))
         if directory is None:
-            from ..config import default_directory
-
             directory = default_directory()
         self.directory = os.path.abspath(os.fspath(directory))
         self.size_limit = size_limit
