@@ -24,6 +24,7 @@ from .forkgate import install as _install_fork_gate
 from .invalidation import InvalidationRule, batch
 from .keys import CacheKeys
 from .middleware import Middleware, Op
+from .registry import RegisteredFunction, cached_functions
 from .tiers import DiskTier, MemoryTier, Tier
 
 _install_fork_gate()  # last: see cacheplug.forkgate
@@ -46,6 +47,7 @@ __all__ = [
     "MemoryTier",
     "Middleware",
     "Op",
+    "RegisteredFunction",
     "SerializationError",
     "Tier",
     "TierUnavailable",
@@ -54,6 +56,7 @@ __all__ = [
     "ainvalidate",
     "batch",
     "cached",
+    "cached_functions",
     "configure",
     "get_cache",
     "get_or_compute",
