@@ -86,10 +86,11 @@ def _debounce_threads() -> list[threading.Thread]:
 def test_the_window_thread_starts_at_the_first_invalidation_and_close_joins_it() -> None:
     before = _debounce_threads()
     cache = Cache([MemoryTier()], debounce=3600)
-    assert cache._debouncer is not None and cache._debouncer.worker is None, "started lazily"
+    debouncer = cache.invalidator.debouncer
+    assert debouncer is not None and debouncer.worker is None, "started lazily"
     cache.invalidate(tags=["a"])
     cache.invalidate(tags=["b"])
-    worker = cache._debouncer.worker
+    worker = debouncer.worker
     assert worker is not None and worker.is_alive()
     assert _debounce_threads() == [*before, worker], "one thread for every window, not one per burst"
     cache.close()
