@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP_BASE := $(VENV)/.installed-base
 STAMP_DEV := $(VENV)/.installed-dev
 
-.PHONY: demo test lint typecheck docs pytest bench install dev clean
+.PHONY: demo test lint typecheck imports docs pytest bench install dev clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,13 +32,17 @@ lint: $(STAMP_DEV)
 typecheck: $(STAMP_DEV)
 	$(BIN)/mypy --strict cacheplug
 
+# The layers (.importlinter): nothing below imports from above, deferred imports included.
+imports: $(STAMP_DEV)
+	$(BIN)/lint-imports
+
 docs: $(STAMP_DEV)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet --site-dir $(VENV)/site
 
 pytest: $(STAMP_DEV)
 	$(BIN)/python -m pytest tests -q
 
-test: lint typecheck docs pytest
+test: lint typecheck imports docs pytest
 
 # Benchmarks: pytest-benchmark writes $(VENV)/bench.json; check_ratios.py prints every ratio with
 # its target (and $(VENV)/bench.md) and fails when one is missed. The table is printed even when
@@ -51,4 +55,4 @@ bench: $(STAMP_DEV)
 	exit $$status
 
 clean:
-	rm -rf $(VENV) site .benchmarks
+	rm -rf $(VENV) site .benchmarks .import_linter_cache

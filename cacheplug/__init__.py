@@ -17,8 +17,8 @@ from .codec import (
     TamperedEntryError,
     UnreadableEntryError,
 )
-from .config import configure, get_cache
 from .decorator import CachedFunction, CacheInfo, cached
+from .defaults import configure, get_cache
 from .envelope import MISS, Entry
 from .errors import (
     CacheplugError,
@@ -33,6 +33,7 @@ from .forkgate import install as _install_fork_gate
 from .invalidation import InvalidationRule, batch
 from .keys import CacheKeys
 from .middleware import Middleware, Op
+from .registry import RegisteredFunction, cached_functions
 from .tiers import CircuitBreaker, DiskTier, FaultTolerant, MemoryTier, ProxyTier, Tier
 
 _install_fork_gate()  # last: see cacheplug.forkgate
@@ -63,6 +64,7 @@ __all__ = [
     "Op",
     "PickleCodec",
     "ProxyTier",
+    "RegisteredFunction",
     "SerializationError",
     "TamperedEntryError",
     "Tier",
@@ -74,6 +76,7 @@ __all__ = [
     "ainvalidate",
     "batch",
     "cached",
+    "cached_functions",
     "configure",
     "get_cache",
     "get_or_compute",

@@ -1,46 +1,36 @@
-"""Module-level operations over every open cache of the process.
+"""Module-level operations over every open cache of the process, and the signal receivers.
 
 ``invalidate``, ``invalidate_by_write`` and friends act on every open
 :class:`~cacheplug.Cache` (building the default one if none is open, so that the
 invalidation is recorded for the other processes of the host). Caches that share a
-version store record the invalidation once.
+version store record the invalidation once. The receiver of
+:data:`cacheplug.signals.written` lives here (connected when cacheplug is imported), so the
+signals themselves know nothing of the caches.
 """
 
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 from . import invalidation as inv
+from . import signals, state
 from .cache import Cache, open_caches
-from .config import get_cache
+from .defaults import get_cache
 from .errors import ConfigurationError
 
 __all__ = ["add_dependency", "add_rule", "ainvalidate", "get_or_compute", "invalidate", "invalidate_by_write"]
 
 T = TypeVar("T")
-_RULES: list[inv.InvalidationRule] = []
-_RULES_LOCK = threading.Lock()
-
-
-def global_rules() -> list[inv.InvalidationRule]:
-    return list(_RULES)
 
 
 def add_rule(rule: inv.InvalidationRule) -> None:
     """Register a write rule for every cache: see :func:`invalidate_by_write`."""
     if not isinstance(rule, inv.InvalidationRule):
         raise ConfigurationError("add_rule takes an InvalidationRule(entity, tags=...)")
-    with _RULES_LOCK:
-        _RULES.append(rule)
-
-
-def clear_rules() -> None:
-    """Forget every global write rule (for tests)."""
-    with _RULES_LOCK:
-        _RULES.clear()
+    with state.RULES_LOCK:
+        state.RULES.append(rule)
 
 
 def _targets() -> list[Cache]:
@@ -122,3 +112,13 @@ def add_dependency(
     :class:`~cacheplug.errors.InvalidationError` when the link cannot be recorded.
     """
     (cache if cache is not None else get_cache()).add_dependency(derived_key, sources, tags=tags, ttl=ttl)
+
+
+def _on_written(sender: Any, **kwargs: Any) -> None:
+    """Receiver of :data:`cacheplug.signals.written`: the write's rules, on every open cache."""
+    if "entity" not in kwargs:
+        raise TypeError("cacheplug.signals.written needs entity= (and usually id=)")
+    invalidate_by_write(kwargs["entity"], kwargs.get("id"))
+
+
+signals.written.connect(_on_written, weak=False)

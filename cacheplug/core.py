@@ -26,7 +26,7 @@ import weakref
 from collections.abc import Callable, Hashable, Iterable
 from typing import Any
 
-from . import config
+from . import defaults, settings, state
 from . import invalidation as inv
 from .cache import Cache
 from .cache.calls import Binding, _ttl_seconds
@@ -42,7 +42,7 @@ log = logging.getLogger("cacheplug")
 _CORES: weakref.WeakSet[_CoreBase] = weakref.WeakSet()
 _SETTLE_LOCK = threading.Lock()
 # Functions already warned about as memory-only closures (module, qualified name).
-_WARNED_LOCAL: set[tuple[str, str]] = set()
+_WARNED_LOCAL: set[tuple[str, str]] = state.WARNED_LOCAL
 
 
 def _no_rebind(*_: Any) -> None:
@@ -84,7 +84,7 @@ class _CoreBase:
         copy: bool,
     ) -> None:
         func = wrapped.__func__ if isinstance(wrapped, (classmethod, staticmethod)) else wrapped
-        config.check_environment(stacklevel=5)  # the warning points at the decorated def
+        settings.check_environment(stacklevel=5)  # the warning points at the decorated def
         _check_decoratable(func)
         if not callable(func):
             raise ConfigurationError(f"@cached needs a function, got {wrapped!r}")
@@ -163,7 +163,7 @@ class _CoreBase:
         self.settled = not getattr(func, "__closure__", None)
         self.local = False
         self.proxy: weakref.ref[Any] | None = None
-        self.holder: list[Any] = [cache] if cache is not None else config.CURRENT
+        self.holder: list[Any] = [cache] if cache is not None else state.DEFAULT_CACHE
         self.nparams = len(self.names)
         self.fast = (
             key is None
@@ -285,7 +285,7 @@ class _CoreBase:
 
     def cache(self) -> Cache:
         found: Cache | None = self.holder[0]
-        return found if found is not None else config.get_cache()
+        return found if found is not None else defaults.get_cache()
 
     def binding(self, cache: Cache) -> Binding:
         last = self.last

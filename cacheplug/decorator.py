@@ -21,6 +21,7 @@ import weakref
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Protocol, TypeVar, overload
 
+from . import state
 from .cache import Cache
 from .cache.calls import _ttl_seconds
 from .drivers import _Core as _Core
@@ -72,6 +73,7 @@ def _wrap(func: Any, options: dict[str, Any]) -> Any:
     proxy = cls(func, core.call_wrapped)
     proxy._self_core = core
     core.proxy = weakref.ref(proxy)
+    state.register_function(proxy)  # weakly: cacheplug.registry enumerates them
     return proxy
 
 

@@ -29,6 +29,7 @@ import logging
 import re
 import string
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -272,8 +273,13 @@ class Debouncer:
     Opt-in (``Cache(debounce=...)``), because it trades correctness for write throughput:
     until the window closes, the entries the burst invalidates are still served. Use it only
     where readers may see data up to ``window`` seconds old after a write; ``flush()``
-    applies what is pending at once (``Cache.close()`` calls it). If applying fails in the
-    background, the invalidations are kept, logged, and retried at the next window.
+    applies what is pending at once. If applying fails in the background, the invalidations
+    are kept, logged, and retried at the next window.
+
+    The windows are timed by one worker thread, owned by the debouncer: started at the first
+    invalidation (a cache that never invalidates has none), stopped and joined by
+    :meth:`close`, which then applies what is still pending in the caller's thread (its
+    error, if any, reaches the caller). After ``close()`` an invalidation is applied at once.
     """
 
     def __init__(self, window: float, apply: Callable[[set[str], set[str]], None]) -> None:
@@ -284,16 +290,34 @@ class Debouncer:
         self._tags: set[str] = set()
         self._keys: set[str] = set()
         self._lock = threading.Lock()
-        self._timer: threading.Timer | None = None
+        self._wake = threading.Condition(self._lock)
+        self._due: float | None = None  # when the open window closes (None: no window open)
+        self._worker: threading.Thread | None = None
+        self._closed = False
+
+    @property
+    def worker(self) -> threading.Thread | None:
+        """The thread timing the windows, while it runs (``None`` before the first invalidation)."""
+        return self._worker
 
     def add(self, tags: set[str], keys: set[str]) -> None:
+        """Hold ``tags`` and ``keys`` until the window (opened by the first of a burst) closes."""
         with self._lock:
-            self._tags |= tags
-            self._keys |= keys
-            if self._timer is None:
-                self._timer = threading.Timer(self.window, self._flush_in_background)
-                self._timer.daemon = True
-                self._timer.start()
+            self._keep(tags, keys)
+            closed = self._closed
+            if not closed and self._worker is None:
+                self._worker = threading.Thread(target=self._run, name="cacheplug-debounce", daemon=True)
+                self._worker.start()
+        if closed:
+            self.flush()
+
+    def _keep(self, tags: set[str], keys: set[str]) -> None:
+        # Under the lock.
+        self._tags |= tags
+        self._keys |= keys
+        if self._due is None and not self._closed:
+            self._due = time.monotonic() + self.window
+            self._wake.notify_all()
 
     @property
     def pending(self) -> bool:
@@ -304,38 +328,52 @@ class Debouncer:
         with self._lock:
             tags, keys = self._tags, self._keys
             self._tags, self._keys = set(), set()
-            timer, self._timer = self._timer, None
-        if timer is not None:
-            timer.cancel()
+            self._due = None
         if not tags and not keys:
             return False
         try:
             self._apply(tags, keys)
         except BaseException:
-            self.add(tags, keys)
+            with self._lock:
+                self._keep(tags, keys)
             raise
         return True
 
     def close(self) -> None:
-        """Apply what is pending and wait for a timer that is already running to finish."""
+        """Stop and join the worker, then apply what is pending (raising if that fails)."""
         with self._lock:
-            timer = self._timer
-        try:
-            self.flush()
-        finally:
-            if timer is not None and timer is not threading.current_thread():
-                timer.join()
+            self._closed = True
+            self._due = None
+            worker, self._worker = self._worker, None
+            self._wake.notify_all()
+        if worker is not None and worker is not threading.current_thread():
+            worker.join()
+        self.flush()
 
     def after_fork(self) -> None:
-        """In a forked child: the parent applies what was pending; the child starts empty."""
-        self._lock = threading.Lock()
-        self._tags, self._keys = set(), set()
-        self._timer = None
+        """In a forked child: the parent applies what was pending; the child starts empty.
 
-    def _flush_in_background(self) -> None:
-        with self._lock:
-            self._timer = None
-        try:
-            self.flush()
-        except Exception as exc:
-            log.error("cacheplug: debounced invalidation failed (%r); retrying in %.3fs", exc, self.window)
+        The worker did not survive the fork; the child's next invalidation starts its own.
+        """
+        self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
+        self._tags, self._keys = set(), set()
+        self._due = None
+        self._worker = None
+
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                while not self._closed:
+                    due = self._due
+                    if due is not None and time.monotonic() >= due:
+                        break
+                    self._wake.wait(None if due is None else max(due - time.monotonic(), 0.0))
+                if self._closed:
+                    return
+            try:
+                self.flush()
+            except Exception as exc:
+                log.error(
+                    "cacheplug: debounced invalidation failed (%r); retrying in %.3fs", exc, self.window
+                )

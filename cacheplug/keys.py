@@ -27,7 +27,7 @@ import uuid
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from .errors import UnkeyableArgumentError
+from .errors import ConfigurationError, UnkeyableArgumentError
 
 __all__ = ["CacheKeys", "encode", "fast_key", "fingerprint"]
 
@@ -241,16 +241,22 @@ class CacheKeys:
 
     ``CacheKeys("billing").make("invoice", 42)`` is ``"billing:invoice:42"``;
     ``.child("eu")`` nests a namespace. A part containing the separator (or the escape
-    character) is escaped, so distinct part lists never produce one key.
+    character) is escaped, so distinct part lists never produce one key. A bad namespace,
+    separator or an empty part list raises :class:`~cacheplug.errors.ConfigurationError`
+    (a ``ValueError``).
     """
 
     __slots__ = ("_prefix", "namespace", "sep")
 
     def __init__(self, namespace: str, *, sep: str = ":") -> None:
         if not isinstance(namespace, str) or not namespace:
-            raise ValueError("CacheKeys needs a non-empty namespace string, e.g. CacheKeys('billing')")
-        if len(sep) != 1 or sep == "\\":
-            raise ValueError("CacheKeys sep must be one character other than a backslash")
+            raise ConfigurationError(
+                f"CacheKeys needs a non-empty namespace string, e.g. CacheKeys('billing'), got {namespace!r}"
+            )
+        if not isinstance(sep, str) or len(sep) != 1 or sep == "\\":
+            raise ConfigurationError(
+                f"CacheKeys sep must be one character other than a backslash, got {sep!r}"
+            )
         self.namespace = namespace
         self.sep = sep
         self._prefix = self._escape(namespace) + sep
@@ -262,7 +268,9 @@ class CacheKeys:
     def make(self, *parts: object) -> str:
         """Join ``parts`` under this namespace, escaping separators inside parts."""
         if not parts:
-            raise ValueError("CacheKeys.make() needs at least one part, e.g. keys.make('invoice', 42)")
+            raise ConfigurationError(
+                "CacheKeys.make() needs at least one part, e.g. keys.make('invoice', 42)"
+            )
         return self._prefix + self.sep.join(self._escape(p) for p in parts)
 
     def child(self, name: str) -> CacheKeys:

@@ -57,6 +57,7 @@ import weakref
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
+from . import state
 from .versions_deps import MemoryEdges, checked_edges
 from .versions_epoch import Listener, VersionsUnavailable, _release
 from .versions_recovery import Recovering
@@ -345,7 +346,7 @@ class HostVersions(Recovering):
 
 
 _STORES: weakref.WeakSet[HostVersions] = weakref.WeakSet()
-_HOST: weakref.WeakValueDictionary[str, HostVersions] = weakref.WeakValueDictionary()
+_HOST: weakref.WeakValueDictionary[str, HostVersions] = state.HOST_VERSIONS
 _HOST_LOCK = threading.RLock()  # reentrant: a fork from under it must not deadlock
 _FORKING: list[HostVersions] = []
 

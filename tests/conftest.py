@@ -1,8 +1,9 @@
 """Shared fixtures: a fake clock, temp directories, ready-made caches and a Redis server.
 
 Every test runs with ``CACHEPLUG_DIR`` pointing at a fresh temp directory, the other
-``CACHEPLUG_*`` settings unset, no default cache built and no global write rules, so no
-test sees another's state (or the user's real cache directory).
+``CACHEPLUG_*`` settings unset and cacheplug's process-global state reset
+(``cacheplug.state.reset()``: no default cache, no global write rules, no one-time warnings
+given), so no test sees another's state (or the user's real cache directory).
 """
 
 from __future__ import annotations
@@ -19,10 +20,7 @@ from pathlib import Path
 
 import pytest
 
-import cacheplug.api
-import cacheplug.config
-import cacheplug.core
-from cacheplug import Cache, DiskTier, MemoryTier
+from cacheplug import Cache, DiskTier, MemoryTier, state
 from cacheplug.cache import open_caches
 
 _CONFIG_VARS = (
@@ -49,30 +47,22 @@ class FakeClock:
         return f"FakeClock({self.now})"
 
 
-def _reset_default_cache() -> None:
-    current = cacheplug.config.CURRENT[0]
-    cacheplug.config.CURRENT[0] = None
-    if current is not None:
-        current.close()
-
-
 @pytest.fixture(autouse=True)
 def _isolated_cacheplug(
     monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[None]:
-    """Point CACHEPLUG_DIR at a temp dir, reset the default cache and global rules around each test."""
+    """Point CACHEPLUG_DIR at a temp dir and reset cacheplug's global state around each test."""
     for name in _CONFIG_VARS:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("CACHEPLUG_DIR", str(tmp_path_factory.mktemp("cacheplug-default")))
-    _reset_default_cache()
-    cacheplug.api.clear_rules()
-    cacheplug.core._WARNED_LOCAL.clear()  # each test sees its own one-time warnings
+    state.reset()
     yield
-    _reset_default_cache()
-    cacheplug.api.clear_rules()
-    # Caches a test left open would otherwise receive module-level invalidations of later tests.
-    for cache in open_caches():
+    # reset() closes the default cache only if cacheplug built it, and forgets (does not
+    # close) the caches a test made: close those a test left open, with what they hold.
+    default = state.DEFAULT_CACHE[0]
+    for cache in {*open_caches(), *([default] if default is not None else [])}:
         cache.close()
+    state.reset()
 
 
 @pytest.fixture

@@ -11,9 +11,9 @@ import pytest
 
 import cacheplug
 from cacheplug import Cache, ConfigurationError, DiskTier, MemoryTier, cached, configure, get_cache
-from cacheplug.config import default_directory
 from cacheplug.envelope import Entry
 from cacheplug.errors import TierUnavailable
+from cacheplug.settings import default_directory
 from tests.conftest import FakeClock
 
 

@@ -7,6 +7,7 @@ import threading
 import pytest
 
 from cacheplug import Cache, ConfigurationError, MemoryTier, cached, signals
+from cacheplug.invalidation import Debouncer
 
 
 def test_debounced_invalidation_is_applied_on_flush_not_before() -> None:
@@ -76,3 +77,71 @@ def test_close_flushes_pending_invalidations() -> None:
 def test_bad_debounce_window_is_refused(window: object) -> None:
     with pytest.raises(ConfigurationError, match="debounce"):
         Cache([MemoryTier()], debounce=window)  # type: ignore[arg-type]
+
+
+def _debounce_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "cacheplug-debounce"]
+
+
+def test_the_window_thread_starts_at_the_first_invalidation_and_close_joins_it() -> None:
+    before = _debounce_threads()
+    cache = Cache([MemoryTier()], debounce=3600)
+    debouncer = cache.invalidator.debouncer
+    assert debouncer is not None and debouncer.worker is None, "started lazily"
+    cache.invalidate(tags=["a"])
+    cache.invalidate(tags=["b"])
+    worker = debouncer.worker
+    assert worker is not None and worker.is_alive()
+    assert _debounce_threads() == [*before, worker], "one thread for every window, not one per burst"
+    cache.close()
+    assert not worker.is_alive(), "close() stops and joins the thread"
+    assert _debounce_threads() == before
+
+
+def test_close_waits_for_a_window_being_applied_in_the_background() -> None:
+    """The worker is in the middle of applying when close() is called: close() returns after it."""
+    entered, release = threading.Event(), threading.Event()
+    applied: list[set[str]] = []
+
+    def slow_apply(tags: set[str], keys: set[str]) -> None:
+        entered.set()
+        assert release.wait(10)
+        applied.append(tags)
+
+    debouncer = Debouncer(0.001, slow_apply)
+    debouncer.add({"t"}, set())
+    assert entered.wait(10)
+    worker = debouncer.worker
+    assert worker is not None
+    closing = threading.Thread(target=debouncer.close)
+    closing.start()
+    closing.join(0.05)
+    assert closing.is_alive(), "close() is waiting for the worker"
+    release.set()
+    closing.join(10)
+    assert not closing.is_alive() and not worker.is_alive() and applied == [{"t"}]
+
+
+def test_an_invalidation_after_close_is_applied_at_once_without_a_thread() -> None:
+    applied: list[set[str]] = []
+    debouncer = Debouncer(3600, lambda tags, keys: applied.append(tags))
+    debouncer.close()
+    debouncer.add({"late"}, set())
+    assert applied == [{"late"}] and debouncer.worker is None and not debouncer.pending
+
+
+def test_a_failed_background_apply_is_kept_and_retried_at_the_next_window() -> None:
+    attempts: list[set[str]] = []
+    done = threading.Event()
+
+    def flaky(tags: set[str], keys: set[str]) -> None:
+        attempts.append(set(tags))
+        if len(attempts) == 1:
+            raise OSError("disk full")
+        done.set()
+
+    debouncer = Debouncer(0.001, flaky)
+    debouncer.add({"t"}, set())
+    assert done.wait(10)
+    assert attempts == [{"t"}, {"t"}] and not debouncer.pending
+    debouncer.close()

@@ -17,7 +17,6 @@ from typing import Any
 
 import pytest
 
-import cacheplug.config
 from cacheplug import (
     Cache,
     ConfigurationError,
@@ -28,7 +27,7 @@ from cacheplug import (
     cached,
     configure,
 )
-from cacheplug.config import settings_from_env
+from cacheplug.settings import settings_from_env
 
 
 @pytest.mark.parametrize(
@@ -60,7 +59,6 @@ def test_garbage_in_a_variable_fails_at_decoration_naming_it(
 
 
 def test_unknown_variable_warns_once_naming_the_known_ones(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(cacheplug.config, "_WARNED", set())
     monkeypatch.setenv("CACHEPLUG_TTL", "30")
     with pytest.warns(RuntimeWarning, match="CACHEPLUG_TTL") as caught:
         cached(lambda x: x)
@@ -75,7 +73,6 @@ def test_unknown_variable_warns_once_naming_the_known_ones(monkeypatch: pytest.M
 
 
 def test_the_test_suites_own_variables_do_not_warn(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(cacheplug.config, "_WARNED", set())
     monkeypatch.setenv("CACHEPLUG_TEST_REDIS_URL", "redis://127.0.0.1:1/0")
     monkeypatch.setenv("CACHEPLUG_TEST_POSTGRES_URL", "postgresql://x")
     monkeypatch.setenv("CACHEPLUG_REQUIRE_SERVICES", "1")
@@ -85,11 +82,11 @@ def test_the_test_suites_own_variables_do_not_warn(monkeypatch: pytest.MonkeyPat
 
 
 def test_secret_is_parsed_into_the_settings(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert settings_from_env()["secret"] is None
+    assert settings_from_env().secret is None
     monkeypatch.setenv("CACHEPLUG_SECRET", "new-secret, old-secret")
-    assert settings_from_env()["secret"] == ("new-secret", "old-secret")
-    assert settings_from_env(secret="only")["secret"] == ("only",)
-    assert settings_from_env(secret=["a", "b,c"])["secret"] == ("a", "b,c")
+    assert settings_from_env().secret == ("new-secret", "old-secret")
+    assert settings_from_env(secret="only").secret == ("only",)
+    assert settings_from_env(secret=["a", "b,c"]).secret == ("a", "b,c")
     for bad in ("", [], ["x", ""], [b"bytes"], 42):
         with pytest.raises(ConfigurationError, match="secret"):
             settings_from_env(secret=bad)

@@ -59,15 +59,11 @@ SCRIPT = textwrap.dedent(
 
 def _fresh_process_run(directory: Path, user: int | None) -> dict[str, Any]:
     """In a forked child: forget the parent's cacheplug state, then run SCRIPT as a new process."""
-    import cacheplug.cache.lifecycle
-    import cacheplug.config
-    import cacheplug.versions
+    import cacheplug.state
 
     if user is not None:
         drop_privileges(directory.parent, user)
-    cacheplug.config.CURRENT[0] = None
-    cacheplug.cache.lifecycle._OPEN.clear()
-    cacheplug.versions._HOST.clear()
+    cacheplug.state.reset()
     os.environ["CACHEPLUG_DIR"] = str(directory)
     namespace: dict[str, Any] = {}
     exec(compile(SCRIPT, "<script>", "exec"), namespace)

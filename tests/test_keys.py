@@ -21,7 +21,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cacheplug import Cache, CacheKeys, CacheplugError, MemoryTier, UnkeyableArgumentError, cached
+from cacheplug import (
+    Cache,
+    CacheKeys,
+    CacheplugError,
+    ConfigurationError,
+    MemoryTier,
+    UnkeyableArgumentError,
+    cached,
+)
 from cacheplug.keys import encode, fast_key, fingerprint
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -447,6 +455,24 @@ def test_cachekeys_escape_separators_inside_parts() -> None:
 def test_cachekeys_rejects_an_empty_namespace() -> None:
     with pytest.raises(ValueError):
         CacheKeys("")
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda: CacheKeys(""),
+        lambda: CacheKeys(42),
+        lambda: CacheKeys("billing", sep="::"),
+        lambda: CacheKeys("billing", sep="\\"),
+        lambda: CacheKeys("billing", sep=1),
+        lambda: CacheKeys("billing").make(),
+    ],
+)
+def test_cachekeys_errors_are_cacheplug_configuration_errors(build: Any) -> None:
+    """Caught as ``CacheplugError`` like every cacheplug error, and as ``ValueError``."""
+    with pytest.raises(ConfigurationError) as caught:
+        build()
+    assert isinstance(caught.value, CacheplugError) and isinstance(caught.value, ValueError)
 
 
 _parts = st.lists(st.text(alphabet=":\\ab", max_size=4), min_size=1, max_size=4)

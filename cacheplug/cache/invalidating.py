@@ -18,7 +18,7 @@ from collections.abc import Hashable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from .. import invalidation as inv
-from .. import signals
+from .. import signals, state
 from ..envelope import MISS
 from ..errors import ConfigurationError, InvalidationError
 from . import lifecycle
@@ -71,9 +71,7 @@ class Invalidator:
         self.rules.append(rule)
 
     def write_tags(self, entity: str, id: Any = None) -> list[str]:
-        from ..api import global_rules
-
-        return inv.write_tags(entity, id, [*global_rules(), *self.rules])
+        return inv.write_tags(entity, id, [*state.RULES, *self.rules])
 
     def request(self, tags: builtins.set[str], keys: builtins.set[str]) -> bool:
         """Apply an invalidation now, or hand it to the enclosing batch or the debouncer.

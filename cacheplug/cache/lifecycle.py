@@ -16,6 +16,7 @@ import weakref
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from .. import state
 from ..errors import ConfigurationError
 from ..tiers.base import Tier
 
@@ -33,8 +34,8 @@ __all__ = [
     "resolve_tiers",
 ]
 
-_OPEN: weakref.WeakSet[Cache] = weakref.WeakSet()
-_UNBIND_HOOKS: list[Callable[[Cache | None], None]] = []
+_OPEN: weakref.WeakSet[Cache] = state.OPEN_CACHES
+_UNBIND_HOOKS: list[Callable[[Cache | None], None]] = state.UNBIND_HOOKS
 
 
 def check_arguments(namespace: Any, clock: Any) -> None:
@@ -48,7 +49,7 @@ def check_arguments(namespace: Any, clock: Any) -> None:
 def resolve_tiers(tiers: Sequence[Tier] | None, secret: str | Sequence[str] | None) -> list[Tier]:
     """The tiers a cache serves from: ``tiers``, checked, or the configured defaults."""
     if tiers is None:
-        from ..config import default_tiers
+        from ..tiers.defaults import default_tiers
 
         tiers = default_tiers(secret)
     elif secret is not None:

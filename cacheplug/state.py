@@ -1,0 +1,127 @@
+"""Every piece of cacheplug's process-global state, in one place, with one :func:`reset`.
+
+The modules that use a piece refer to it here (``state.OPEN_CACHES``...), so a test, the
+pytest plugin or a forked child that must start afresh calls :func:`reset` and nothing
+else. This module is the bottom layer: it imports nothing of cacheplug, and knows the
+objects it holds only by the methods it calls on them (``close()``).
+
+=======================  =================================================================
+``DEFAULT_CACHE``        the holder of the default cache (``[cache]`` or ``[None]``): every
+                         decorated function without ``cache=`` reads ``DEFAULT_CACHE[0]``
+``OPEN_CACHES``          every open ``Cache`` (weakly): module-level ``invalidate()`` reaches them
+``RULES``                the global write rules (``cacheplug.add_rule``)
+``FUNCTIONS``            every ``@cached`` function (weakly), in decoration order
+``HOST_VERSIONS``        the process's one host version store per directory (weakly)
+``WARNED_LOCAL``         memory-only closures already warned about (module, qualified name)
+``WARNED``               unknown ``CACHEPLUG_*`` variables and unsafe default directories
+                         already warned about
+``CHECKED_ENVIRONMENT``  the last ``CACHEPLUG_*`` environment found valid
+=======================  =================================================================
+
+``UNBIND_HOOKS`` is wiring, not state: the functions to call when a cache stops serving the
+generated fast paths; :func:`reset` calls them and keeps them.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+__all__ = ["reset"]
+
+DEFAULT_CACHE: list[Any] = [None]
+# Whether cacheplug built the cache in DEFAULT_CACHE (get_cache(), configure(**settings)):
+# only then does reset() close it.
+_DEFAULT_BUILT = [False]
+DEFAULT_LOCK = threading.Lock()
+
+OPEN_CACHES: weakref.WeakSet[Any] = weakref.WeakSet()
+
+RULES: list[Any] = []
+RULES_LOCK = threading.Lock()
+
+# Keyed by a serial number, not by the function: a wrapt proxy hashes and compares as the
+# function it wraps, and two decorations of one function are two registrations.
+FUNCTIONS: weakref.WeakValueDictionary[int, Any] = weakref.WeakValueDictionary()
+_FUNCTION_SERIAL = itertools.count()
+_FUNCTIONS_LOCK = threading.Lock()
+
+HOST_VERSIONS: weakref.WeakValueDictionary[str, Any] = weakref.WeakValueDictionary()
+
+WARNED_LOCAL: set[tuple[str, str]] = set()
+WARNED: set[str] = set()
+CHECKED_ENVIRONMENT: list[Any] = [None]
+
+UNBIND_HOOKS: list[Callable[[Any], None]] = []
+
+
+def default_cache(build: Callable[[], Any]) -> Any:
+    """The default cache; built with ``build()`` (once, however many threads ask) if there is none."""
+    cache = DEFAULT_CACHE[0]
+    if cache is None:
+        with DEFAULT_LOCK:
+            cache = DEFAULT_CACHE[0]
+            if cache is None:
+                cache = DEFAULT_CACHE[0] = build()
+                _DEFAULT_BUILT[0] = True
+    return cache
+
+
+def swap_default(new: Any, *, built: bool) -> Any:
+    """Put ``new`` in the default-cache slot (``built``: cacheplug made it); return the old one."""
+    with DEFAULT_LOCK:
+        old, DEFAULT_CACHE[0] = DEFAULT_CACHE[0], new
+        _DEFAULT_BUILT[0] = built and new is not None
+    return old
+
+
+def register_function(function: Any) -> None:
+    """Add a decorated function to :data:`FUNCTIONS` (held weakly: dropping it unregisters it)."""
+    with _FUNCTIONS_LOCK:
+        FUNCTIONS[next(_FUNCTION_SERIAL)] = function
+
+
+def registered_functions() -> list[Any]:
+    """The decorated functions still alive, in decoration order."""
+    with _FUNCTIONS_LOCK:
+        return list(FUNCTIONS.values())  # insertion order: the serial numbers ascend
+
+
+def reset() -> None:
+    """Forget cacheplug's process-global state, as if the process had just imported it.
+
+    * The default cache is closed if cacheplug built it (``get_cache()`` or
+      ``configure(**settings)``); one handed to ``configure(cache=...)`` is only forgotten.
+      The next ``get_cache()`` builds a new one from the environment as it is then.
+    * Open caches the user made are forgotten, not closed: they keep working when used
+      directly, but module-level ``invalidate()`` and ``invalidate_by_write()`` no longer
+      reach them. Close them yourself (a test's fixture does) if they hold resources.
+    * The global write rules, the host version stores (each is closed by the tiers using
+      it; a tier opened later opens its own), the warnings already given and the memo of
+      the checked environment are cleared.
+    * Every decorated function's fast path is unbound; its next call looks its cache up again.
+
+    The registry of decorated functions is kept: it holds live functions only (weakly), and
+    forgetting a module's functions would hide them from warming until it is re-imported.
+
+    Not for use while other threads are calling cacheplug.
+    """
+    with DEFAULT_LOCK:
+        old, built = DEFAULT_CACHE[0], _DEFAULT_BUILT[0]
+        DEFAULT_CACHE[0], _DEFAULT_BUILT[0] = None, False
+    try:
+        if old is not None and built:
+            old.close()
+    finally:
+        OPEN_CACHES.clear()
+        with RULES_LOCK:
+            RULES.clear()
+        HOST_VERSIONS.clear()
+        WARNED_LOCAL.clear()
+        WARNED.clear()
+        CHECKED_ENVIRONMENT[0] = None
+        for hook in UNBIND_HOOKS:
+            hook(None)
