@@ -75,6 +75,23 @@ TARGETS = [
         0.6,
         "#2",
     ),
+    _T(
+        "evicting miss+store vs cachetools LRUCache",
+        "evict_miss.cacheplug",
+        "evict_miss.cachetools_lru",
+        "<=",
+        0.8,
+        "#7",
+    ),
+    _T(
+        "evicting miss+store vs cachebox TTLCache",
+        "evict_miss.cacheplug",
+        "evict_miss.cachebox_ttl",
+        "<=",
+        0.9,
+        "#7",
+    ),
+    _T("hit, miss-only middleware / no middleware", "mw_hit.cacheplug", "mw_hit.none", "<=", 1.05, "#7"),
     _T("disk hit vs diskcache get", "disk_hit.cacheplug", "disk_hit.diskcache_get", "<=", 1.3, "#2"),
     _T(
         "miss, store memory+disk vs diskcache set",
