@@ -198,15 +198,22 @@ ACTIVE: list[None] = []
 
 
 def capture_begin() -> tuple[list[Any], contextvars.Token[list[Any] | None]]:
+    """Start capturing the cached reads of this context (``calls.Pending`` inlines this)."""
     bucket: list[Any] = []
     token = CAPTURE.set(bucket)
     ACTIVE.append(None)
     return bucket, token
 
 
+# Bound once: capture_end runs on every miss.
+_active_pop = ACTIVE.pop
+_capture_reset = CAPTURE.reset
+
+
 def capture_end(token: contextvars.Token[list[Any] | None]) -> None:
-    ACTIVE.pop()
-    CAPTURE.reset(token)
+    """Stop the capture that ``token`` started."""
+    _active_pop()
+    _capture_reset(token)
 
 
 def note(entry: Any) -> None:

@@ -130,6 +130,10 @@ class Binding:
         self.lock = threading.Lock()
 
 
+_capture_set = inv.CAPTURE.set
+_capturing_add = inv.ACTIVE.append
+
+
 class Pending:
     """A computation in flight: what it needs to be stored when it finishes.
 
@@ -158,8 +162,12 @@ class Pending:
         self.tags = tags
         self.ttl = ttl
         self.seq0 = seq0
-        self.bucket, self.token = inv.capture_begin()
         self.start = start
+        # inv.capture_begin(), inlined: this runs on every miss.
+        bucket: list[Any] = []
+        self.bucket = bucket
+        self.token = _capture_set(bucket)
+        _capturing_add(None)
 
 
 class _Read:

@@ -222,27 +222,42 @@ class MemoryTier:
         queue = self._queue
         if self._forgotten:
             self._reap()
-        live = sum(len(shelf) for shelf in list(self._shelves.values()))
+        # Shelves are created and dropped only under the lock: no copy of the dict needed.
+        live = sum(map(len, self._shelves.values()))
         budget = 2 * len(queue) + 16  # second chances are bounded: then evict regardless
         # Evict a little below the bound (1/64 of it), so a full tier takes the lock once
         # per that many stores instead of on every store; small tiers evict exactly.
-        limit = self.max_entries - self.max_entries // 64 if live > self.max_entries else self.max_entries
-        while queue and (live > limit or (self.max_bytes is not None and self._bytes > self.max_bytes)):
-            entry = queue.popleft()
+        max_entries = self.max_entries
+        limit = max_entries - max_entries // 64 if live > max_entries else max_entries
+        sized = self.max_bytes is not None
+        popleft, append = queue.popleft, queue.append
+        evicted = 0
+        # The loop is this tier's inner loop (one pass per eviction): _remove() is inlined.
+        while queue and (live > limit or (sized and self._bytes > self.max_bytes)):  # type: ignore[operator]
+            entry = popleft()
             shelf = entry.shelf
-            if shelf.get(entry.fkey) is not entry:
+            fkey = entry.fkey
+            if shelf.get(fkey) is not entry:
                 continue  # replaced or removed since it was queued
             budget -= 1
             if entry.ref and budget > 0:
                 entry.ref = False
-                queue.append(entry)
+                append(entry)
                 continue
-            if self._remove(shelf, entry.fkey, entry) is not None:
-                live -= 1
-                self.evictions += 1
+            current = shelf.pop(fkey, None)
+            if current is not entry:
+                # A lock-free store replaced it meanwhile: keep the newer entry.
+                if current is not None:
+                    shelf.setdefault(fkey, current)
+                continue
+            if sized:
+                self._bytes -= self._sizes.pop(entry, 0)
+            live -= 1
+            evicted += 1
+        self.evictions += evicted
         if len(queue) > 2 * live + 1024:
             self._compact()
-        self._room = len(queue) + max(0, self.max_entries - live)
+        self._room = len(queue) + max(0, max_entries - live)
 
     # -- the Tier protocol, for direct string keys --------------------------------------
 
