@@ -229,11 +229,11 @@ class MemoryTier:
         # per that many stores instead of on every store; small tiers evict exactly.
         max_entries = self.max_entries
         limit = max_entries - max_entries // 64 if live > max_entries else max_entries
-        sized = self.max_bytes is not None
+        max_bytes = self.max_bytes
         popleft, append = queue.popleft, queue.append
         evicted = 0
         # The loop is this tier's inner loop (one pass per eviction): _remove() is inlined.
-        while queue and (live > limit or (sized and self._bytes > self.max_bytes)):  # type: ignore[operator]
+        while queue and (live > limit or (max_bytes is not None and self._bytes > max_bytes)):
             entry = popleft()
             shelf = entry.shelf
             fkey = entry.fkey
@@ -250,7 +250,7 @@ class MemoryTier:
                 if current is not None:
                     shelf.setdefault(fkey, current)
                 continue
-            if sized:
+            if max_bytes is not None:
                 self._bytes -= self._sizes.pop(entry, 0)
             live -= 1
             evicted += 1
