@@ -5,7 +5,7 @@
   against cachetools' unlocked ``cached(LRUCache(1024))`` and cachebox's
   ``cached(TTLCache(1024, ttl))`` fed the same argument stream (ever-new ints);
 * **miss-only middleware**: the memory hit of ``f(1, "x")`` in a cache whose one middleware
-  declares that it does not observe lookups (``kinds`` without ``"get"``), against the same
+  declares that it does not observe lookups (``observes`` without ``"get"``), against the same
   hit in a cache without middleware.
 """
 
@@ -102,7 +102,7 @@ def bench_evicting_miss(benchmark: Any, bench_pass: int) -> None:
 class MissOnly:
     """A middleware that acts on computations, stores and invalidations, never on lookups."""
 
-    kinds = frozenset({"compute", "set", "invalidate"})
+    observes = frozenset({"compute", "set", "invalidate"})
 
     def __init__(self) -> None:
         self.seen: list[str] = []
