@@ -2,7 +2,8 @@
 
 A slow service function is served cold (computed), then warm from the memory tier, then —
 in a second process with an empty memory tier — from the disk tier shared by every process
-of the host. Timings and stats are printed.
+of the host; a tag invalidation makes it recompute, and invalidating a key makes what was
+derived from it stale. Timings and stats are printed.
 """
 
 from __future__ import annotations
@@ -52,6 +53,13 @@ def main() -> None:
     print("\nafter cacheplug.invalidate(tags=['report:eu']):")
     cacheplug.invalidate(tags=["report:eu"])
     _timed("recomputed (the tag was invalidated)")
+
+    print("\na derived key (Cache.set(..., depends_on=[...])):")
+    cache.set("fx:eur", 1.08)
+    cache.set("summary:eu", "51,325 EUR = 55,431 USD", depends_on=["fx:eur"])
+    print(f"  summary:eu                               {cache.get('summary:eu')!r}")
+    cache.invalidate(keys=["fx:eur"])  # the rate changed: what was derived from it goes stale
+    print(f"  after invalidating fx:eur                {cache.get('summary:eu')!r}")
 
 
 if __name__ == "__main__":
