@@ -191,7 +191,7 @@ class _Core(_CoreBase):
             # The fast path already looked in memory (and rechecked a moved epoch): go
             # straight to the shared tiers.
             skey = binding.skeys.get(args) or self.shared_key(cache, binding, args)
-            entry = cache.read_lower(binding, args, skey, cache.clock())
+            entry = cache.tiering.read_now(binding, args, skey, cache.clock())
             if entry is not MISS:
                 return cache.hit(binding, entry)
         tags = (

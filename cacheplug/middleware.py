@@ -134,7 +134,7 @@ def _kinds_of(item: Any) -> frozenset[str]:
 class Chains:
     """The composed chain of each operation kind (``None`` where no middleware observes it)."""
 
-    __slots__ = ("compute", "get", "invalidate", "set")
+    __slots__ = ("compute", "get", "invalidate", "misses_only", "quiet_miss", "set")
 
     def __init__(self, middleware: Sequence[Middleware]) -> None:
         for item in middleware:
@@ -147,16 +147,10 @@ class Chains:
         self.compute: Handler | None = compose([m for m, k in observed if "compute" in k])
         self.set: Handler | None = compose([m for m, k in observed if "set" in k])
         self.invalidate: Handler | None = compose([m for m, k in observed if "invalidate" in k])
-
-    @property
-    def misses_only(self) -> bool:
-        """No middleware observes lookups: hits may take the fast path."""
-        return self.get is None
-
-    @property
-    def quiet_miss(self) -> bool:
-        """No middleware observes a miss's computation or store either."""
-        return self.get is None and self.compute is None and self.set is None
+        # No middleware observes lookups: hits may take the fast path.
+        self.misses_only = self.get is None
+        # No middleware observes a miss's computation or store either.
+        self.quiet_miss = self.get is None and self.compute is None and self.set is None
 
 
 def compose(middleware: Sequence[Middleware]) -> Handler | None:

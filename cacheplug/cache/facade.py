@@ -27,7 +27,7 @@ from . import dependencies as deps
 from . import direct, lifecycle, stats
 from .bindings import Bindings
 from .calls import Binding, CacheStats, Pending, _Read, _ttl_seconds
-from .flow import finish_flow, run, with_run
+from .flow import finish_now, with_run
 from .health import Health
 from .invalidating import Invalidator, check_keys, check_tags
 from .judge import Judge
@@ -139,15 +139,16 @@ class Cache:
 
     def lookup(self, binding: Binding, fkey: Hashable, skey_fn: Callable[[], str]) -> Entry | Any:
         """The fresh entry for a key from the fastest tier holding one, or ``MISS``."""
-        find = self.tiering.find(binding, fkey, skey_fn, self.clock())
-        chain = self.chains.get
+        find, now, chain = self.tiering.find_now, self.clock(), self.chains.get
         if chain is None:
-            return run(find)
-        return chain(with_run(self.describe("get", binding, skey_fn()), lambda: run(find)))
+            return find(binding, fkey, skey_fn, now)
+        return chain(
+            with_run(self.describe("get", binding, skey_fn()), lambda: find(binding, fkey, skey_fn, now))
+        )
 
     def read_lower(self, binding: Binding, fkey: Hashable, skey: str, now: float) -> Entry | Any:
         """The fresh entry from the tiers below memory, promoted upward, or ``MISS``."""
-        return run(self.tiering.read(binding, fkey, skey, now))
+        return self.tiering.read_now(binding, fkey, skey, now)
 
     def hit(self, binding: Binding, entry: Entry) -> Any:
         """Count a hit, report the read to a capturing computation, return the value."""
@@ -160,8 +161,7 @@ class Cache:
         self, pending: Pending, value: Any, store: bool, skey_fn: Callable[[], str], *, force: bool = False
     ) -> Entry:
         """End a computation started outside the flow (the fast path's miss, a refresh)."""
-        entry: Entry = run(finish_flow(self, pending, value, store, skey_fn, force))
-        return entry
+        return finish_now(self, pending, value, store, skey_fn, force)
 
     # -- the direct API ---------------------------------------------------------------------
 
@@ -209,7 +209,7 @@ class Cache:
 
     def peek(self, binding: Binding, fkey: Hashable, skey: str) -> Entry | Any:
         """The fresh entry for a key without promoting it or counting a hit, or ``MISS``."""
-        return run(self.tiering.peek(binding, fkey, skey, self.clock()))
+        return self.tiering.peek_now(binding, fkey, skey, self.clock())
 
     # -- invalidation -----------------------------------------------------------------------
 

@@ -32,7 +32,8 @@ from ..errors import SerializationError
 from ..middleware import Op
 from ..tiers.capabilities import AsyncTier
 from .calls import Binding, Pending, _Read
-from .tiering import DELETE, GET, SET, Steps
+from .steps import CHAINED, COMPUTE, DELETE, GET, SET, sync_twin
+from .tiering import Steps
 
 if TYPE_CHECKING:
     from .facade import Cache
@@ -50,8 +51,6 @@ __all__ = [
     "storable",
     "with_run",
 ]
-
-COMPUTE, CHAINED = "compute", "chained"
 
 
 def call_flow(
@@ -103,16 +102,25 @@ def finish_flow(
     """End a computation: store its value if allowed and still fresh; report it upward."""
     entry = conclude(cache, pending, value)
     if store and entry.expires != entry.created and storable(cache, pending):  # ttl=0: never stored
-        steps = cache.tiering.store(pending.binding, pending.fkey, skey_fn, entry, force, entry.created)
-        chain = cache.chains.set
+        chain, tiering, binding, at = cache.chains.set, cache.tiering, pending.binding, entry.created
         if chain is None:
-            yield from steps
+            yield from tiering.store(binding, pending.fkey, skey_fn, entry, force, at)
         else:
-            op = cache.describe("set", pending.binding, entry.skey or skey_fn(), entry.tags)
-            yield (CHAINED, chain, (steps, bool(cache.tiering.lower)), op)
+            op = cache.describe("set", binding, entry.skey or skey_fn(), entry.tags)
+            yield (
+                CHAINED,
+                chain,
+                (tiering.store(binding, pending.fkey, skey_fn, entry, force, at), bool(tiering.lower)),
+                op,
+            )
     if inv.ACTIVE:
         report(cache, entry, skey_fn)
     return entry
+
+
+# The sync twin of finish_flow (see cacheplug.cache.steps): the fast path's misses and
+# refreshes end through it.
+finish_now: Callable[..., Entry]
 
 
 def conclude(cache: Cache, pending: Pending, value: Any) -> Entry:
@@ -246,3 +254,6 @@ def with_run(op: Op, run_: Callable[[], Any]) -> Op:
     """``op`` with its terminal's work (the op is new and not yet seen by any middleware)."""
     object.__setattr__(op, "run", run_)
     return op
+
+
+finish_now = sync_twin(finish_flow)

@@ -23,7 +23,7 @@ from ..envelope import MISS
 from ..errors import ConfigurationError, InvalidationError
 from . import lifecycle
 from .calls import Binding, Tally
-from .flow import run, with_run
+from .flow import with_run
 from .naming import split_tags
 
 if TYPE_CHECKING:
@@ -115,7 +115,7 @@ class Invalidator:
         self.count.add()
         direct = cache.direct
         for skey in keys:
-            run(cache.tiering.forget(direct, skey, (skey,)))
+            cache.tiering.forget_now(direct, skey, (skey,))
         # In the user's words: their tags (not cacheplug's internal ones) and keys.
         signals.invalidated.send(
             cache, tags=split_tags(tags)[0], keys=frozenset(cache.user_facing(k) for k in keys)
@@ -133,7 +133,7 @@ class Invalidator:
         existed = cache.peek(binding, fkey, skey) is not MISS
         # Inside batch() (or a debounce window) nothing is applied before it closes.
         if self.request({binding.fa_tag}, {skey}):
-            run(cache.tiering.forget(binding, fkey, ()))
+            cache.tiering.forget_now(binding, fkey, ())
         return existed
 
     def drop_locally(self, keys: builtins.set[str]) -> None:
@@ -148,4 +148,4 @@ class Invalidator:
             other.judge.cutoff = other.clock()
             other.bindings.drop_shelves()
         for skey in keys:
-            run(cache.tiering.forget(cache.direct, skey, (skey,)))
+            cache.tiering.forget_now(cache.direct, skey, (skey,))

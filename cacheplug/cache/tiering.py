@@ -27,6 +27,7 @@ from ..tiers.capabilities import AsyncTier
 from ..tiers.memory import MemoryTier
 from .calls import _EMPTY_SHELF, Binding, Tally
 from .judge import FRESH, Judge
+from .steps import DELETE, GET, SET, sync_twin
 
 if TYPE_CHECKING:
     from ..tiers.capabilities import KeyListing
@@ -35,14 +36,23 @@ __all__ = ["DELETE", "GET", "SET", "Step", "Steps", "Tiering"]
 
 log = logging.getLogger("cacheplug")
 
-GET, SET, DELETE = "get", "set", "delete"
 # (kind, tier or handler, key or sub-flow, entry or op): see cacheplug.cache.flow.
 Step = tuple[str, Any, Any, Any]
 Steps = Generator[Step, Any, Any]
 
 
 class Tiering:
-    """Where a cache's entries are read from and written to."""
+    """Where a cache's entries are read from and written to.
+
+    Each step generator ``x`` has a sync twin ``x_now`` with the same arguments (generated
+    from its text by ``cacheplug.cache.steps.sync_twin``), which the sync paths call.
+    """
+
+    find_now: Callable[..., Any]
+    read_now: Callable[..., Any]
+    peek_now: Callable[..., Any]
+    store_now: Callable[..., None]
+    forget_now: Callable[..., None]
 
     def __init__(self, memory: MemoryTier | None, lower: Sequence[Tier], judge: Judge, tiers: int) -> None:
         self.memory = memory
@@ -53,6 +63,7 @@ class Tiering:
         # Hits answered by each shared tier (memory hits are the rest: see stats).
         self.tier_hits = [Tally() for _ in range(tiers)]
         self._offset = tiers - len(self.lower)
+        self._hits = [tally.add for tally in self.tier_hits[self._offset :]]
         self.stale_sets = Tally()
         self.unserializable = Tally()
 
@@ -88,11 +99,13 @@ class Tiering:
             if verdict(found, now, True) is not FRESH:
                 yield (DELETE, tier, skey, None)
                 continue
-            self.tier_hits[self._offset + i].add()
+            self._hits[i]()
             found.tier = tier.name
-            self._promote(binding, fkey, skey, found)
-            for above in self.lower[:i]:
-                yield (SET, above, skey, found)
+            if self.memory is not None:
+                self._promote(binding, fkey, skey, found)
+            if i:
+                for above in self.lower[:i]:
+                    yield (SET, above, skey, found)
             return found
         return MISS
 
@@ -216,3 +229,7 @@ class Tiering:
                 if found is not MISS and judge.verdict(found, now, True) is not FRESH and tier.delete(skey):
                     removed += 1
         return removed
+
+
+for _name in ("find", "read", "peek", "store", "forget"):
+    setattr(Tiering, f"{_name}_now", sync_twin(getattr(Tiering, _name)))
