@@ -128,17 +128,14 @@ return miss_end(__cp_pending, __cp_value)
 )
 
 _TEMPLATE = """\
-def build(
-    func, start, drive, adrive, split_values, miss, miss_end, miss_abort, PENDING, active, capturing,
-    note_hit, FAST, EMPTY, NO_EPOCH, NA, next_, counter, ENTRY, capture_set, capture_reset, lean_end,
-):
-    shelf, epoch, clock, hits, recheck, fresh = EMPTY, NO_EPOCH, float, counter, bool, [0, -1]
-    lean, misses, put, ttl, base_tags, judge = False, counter, None, None, (), None
-
+def build():
     def rebind(new_shelf, new_epoch, new_clock, new_hits, new_recheck, new_fresh, new_lean=None):
-        # Cells are written one by one: the empty shelf first and the new shelf last, so a
-        # concurrent hit never pairs an entry of one cache with the epoch of another.
-        nonlocal shelf, epoch, clock, hits, recheck, fresh, lean, misses, put, ttl, base_tags, judge
+        # The names the calls read are globals of this function's own namespace, not cells:
+        # a call copies every cell it uses into its frame, a hit included; a global costs
+        # only where it is read. They are written one by one: the empty shelf first and the
+        # new shelf last, so a concurrent hit never pairs an entry of one cache with the epoch
+        # of another.
+        global shelf, epoch, clock, hits, recheck, fresh, lean, misses, put, ttl, base_tags, judge
         shelf = EMPTY
         lean = False
         epoch, clock, hits, recheck, fresh = new_epoch, new_clock, new_hits, new_recheck, new_fresh
@@ -290,32 +287,45 @@ def make_call(core: _Core) -> Callable[..., Any]:
         unpack_4=_indent(unpack, 8),
         probe_entry_12=_indent(_PROBE.format(found="return entry", absent="return None"), 12),
     )
-    namespace: dict[str, Any] = {}
+    counter = itertools.count()
+    namespace: dict[str, Any] = {
+        "func": func,
+        "start": start,
+        "drive": run,
+        "adrive": arun,
+        "split_values": core.split_values,
+        "miss": core.miss_begin,
+        "miss_end": core.miss_end,
+        "miss_abort": _abort,
+        "PENDING": Pending,
+        "active": inv.ACTIVE,
+        "capturing": inv.CAPTURE.get,
+        "note_hit": core.note_hit,
+        "FAST": _FAST_TYPES,
+        "EMPTY": _EMPTY,
+        "NO_EPOCH": _NO_EPOCH,
+        "NA": _NA,
+        "next_": next,
+        # What rebind() sets (unbound: every call takes the general path).
+        "shelf": _EMPTY,
+        "epoch": _NO_EPOCH,
+        "clock": float,
+        "hits": counter,
+        "recheck": bool,
+        "fresh": [0, -1],
+        "lean": False,
+        "misses": counter,
+        "put": None,
+        "ttl": None,
+        "base_tags": (),
+        "judge": None,
+        "ENTRY": Entry,
+        "capture_set": inv.CAPTURE.set,
+        "capture_reset": inv.CAPTURE.reset,
+        "lean_end": core.lean_end,
+    }
     exec(_compiled(source), namespace)
-    sync_call, async_call, rebind = namespace["build"](
-        func,
-        start,
-        run,
-        arun,
-        core.split_values,
-        core.miss_begin,
-        core.miss_end,
-        _abort,
-        Pending,
-        inv.ACTIVE,
-        inv.CAPTURE.get,
-        core.note_hit,
-        _FAST_TYPES,
-        _EMPTY,
-        _NO_EPOCH,
-        _NA,
-        next,
-        itertools.count(),
-        Entry,
-        inv.CAPTURE.set,
-        inv.CAPTURE.reset,
-        core.lean_end,
-    )
+    sync_call, async_call, rebind = namespace["build"]()
     core.rebind = rebind
     # Argument errors raised by the interpreter name the user's function, not the template.
     sync_call.__code__ = sync_call.__code__.replace(co_name=func.__name__, co_qualname=func.__qualname__)
