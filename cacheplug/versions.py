@@ -60,7 +60,7 @@ from typing import Any, Protocol
 from . import state
 from .versions_deps import MemoryEdges, checked_edges
 from .versions_epoch import Listener, VersionsUnavailable, _release
-from .versions_recovery import Recovering
+from .versions_recovery import Recovering, _Rebuilt
 
 __all__ = ["HostVersions", "LocalVersions", "Versions", "VersionsUnavailable", "host_versions"]
 
@@ -144,7 +144,7 @@ def fresh(mirror: dict[str, int], tags: Iterable[str], seq: int) -> bool:
     return True
 
 
-def _mirror(store: LocalVersions | HostVersions, seq: int, tags: Iterable[str]) -> None:
+def _mirror(store: LocalVersions | HostVersions | _Rebuilt, seq: int, tags: Iterable[str]) -> None:
     """Record invalidation ``seq`` of ``tags`` in a store's mirror and its recent window."""
     frozen = frozenset(tags)
     mirror = store.mirror
@@ -158,7 +158,7 @@ def _mirror(store: LocalVersions | HostVersions, seq: int, tags: Iterable[str]) 
         _fold(store)
 
 
-def _fold(store: LocalVersions | HostVersions) -> None:
+def _fold(store: LocalVersions | HostVersions | _Rebuilt) -> None:
     """Forget the oldest versions beyond the bound; ``floor`` rises to the newest forgotten.
 
     An entry checked before it is then stale, never judged against a forgotten version: the
@@ -231,17 +231,13 @@ class HostVersions(Recovering):
         self._lock = threading.RLock()
         self._flocks = {}
         self.mirror = {}
-        self.keyed = False
         self.recent = ()
-        self.floor = 0
-        self._seen = 0
-        self.generation = 0
+        self.keyed = self._pending = self._reopening = False
+        self.floor = self._seen = self.generation = 0
         self._fd = -1
         self._fds = []
         self._maps = []
-        self._ids = None
-        self._broken = None
-        self._pending = False
+        self._ids = self._broken = None
         self._listeners = []
         self._logged = {}
         self._stop = threading.Event()
@@ -260,6 +256,8 @@ class HostVersions(Recovering):
 
     # The watcher thread calls this without holding the store (it holds it weakly).
     _watch_interval = staticmethod(_watch_interval)
+    # A reload rebuilds the mirror aside with this, then publishes it (see _reload).
+    _mirror_into = staticmethod(_mirror)
 
     # -- recording ---------------------------------------------------------------------------
 

@@ -135,6 +135,7 @@ class EpochFile:
     _ids: tuple[tuple[int, int], tuple[int, int]] | None
     _broken: str | None
     _pending: bool  # a reopen that listeners have not heard of yet
+    _reopening: bool  # a reopen is under way (in this thread: under ``_lock``); never nested
     _listeners: list[Callable[[], Listener | None]]
     _logged: dict[str, float]
     _stop: threading.Event
@@ -153,6 +154,9 @@ class EpochFile:
         def _check_locked(self, advance: int = 0, trust: bool = False) -> bool: ...  # versions_recovery
 
         def _apply(self, seq: int, tags: Iterable[str]) -> None: ...  # versions
+
+        @staticmethod
+        def _mirror_into(store: Any, seq: int, tags: Iterable[str]) -> None: ...  # versions
 
         @staticmethod
         def _watch_interval() -> float: ...  # versions

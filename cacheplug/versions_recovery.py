@@ -40,24 +40,57 @@ log = logging.getLogger("cacheplug")
 T = TypeVar("T")
 
 
+class _Rebuilt:
+    """A mirror being rebuilt aside (:meth:`Recovering._reload`), published when complete."""
+
+    __slots__ = ("floor", "keyed", "mirror", "recent")
+
+    def __init__(self, floor: int) -> None:
+        self.floor = floor
+        self.mirror: dict[str, int] = {}
+        self.keyed = False
+        self.recent: tuple[tuple[int, frozenset[str]], ...] = ()
+
+
 class Recovering(Watching):
     """Reading, reopening and quarantine for a host store; see the module docstring."""
 
     # -- reading -----------------------------------------------------------------------------
 
     def _reload(self) -> None:
-        """Rebuild the mirror from the snapshot and the journal after it."""
+        """Rebuild the mirror from the snapshot and the journal after it.
+
+        Built aside, then published the way a fold is: the floor first (it never goes down),
+        then the new mirror, then ``_seen``. A reader that takes the mirror (then the floor)
+        while this runs judges against the old state or the new one, never against a mirror
+        emptied or rolled back to the snapshot under a floor that does not cover it.
+        """
         journal = self._journal
+        upto = self.epoch[0]
+        new = _Rebuilt(self._journal_floor)
+        seen = self._journal_floor  # nothing below the journal's floor is recorded
         snap = journal.snapshot()
-        self.floor = self._journal_floor
-        self.mirror = {}
-        self._seen = self._journal_floor  # nothing below the journal's floor is recorded
-        if snap is not None and snap[0] >= self._seen:
-            self._seen, floor, versions = snap
-            self.mirror = dict(versions)
-            self.floor = max(self.floor, floor)
-        self.keyed = any(t.startswith("\x00k:") for t in self.mirror)
-        self.recent = ()
+        if snap is not None and snap[0] >= seen:
+            seen, floor, versions = snap
+            new.mirror = dict(versions)
+            new.floor = max(new.floor, floor)
+        new.keyed = any(t.startswith("\x00k:") for t in new.mirror)
+        if upto > seen:
+            records = journal.records(seen, upto)
+            if len(records) == upto - seen:
+                for seq, tags in records:
+                    self._mirror_into(new, seq, tags)
+                seen = upto
+            else:
+                # Records are missing: _replay below decides (a reopen is not nested, so it
+                # ends with every entry before ``upto`` stale); until then nothing is judged
+                # against the snapshot alone.
+                new.floor = max(new.floor, upto)
+        self.floor = max(self.floor, new.floor)
+        self.keyed = self.keyed or new.keyed  # never off first: a reader may hold the old mirror
+        self.mirror = new.mirror
+        self.recent = new.recent
+        self._seen = seen
         self._replay(self.epoch[0])
 
     def _reload_or_recover(self) -> None:
@@ -77,9 +110,10 @@ class Recovering(Watching):
             snap = journal.snapshot()
             if snap is not None and snap[0] > self._seen:
                 # The records this process missed were folded into the snapshot.
-                self._seen, floor, versions = snap
+                seen, floor, versions = snap
+                self.floor = max(self.floor, floor)  # first, as in a fold (see _reload)
                 self.mirror = dict(versions)
-                self.floor = max(self.floor, floor)
+                self._seen = seen
                 self.keyed = self.keyed or any(t.startswith("\x00k:") for t in self.mirror)
                 self.recent = ()
                 if self._seen >= upto:
@@ -89,13 +123,15 @@ class Recovering(Watching):
             if len(records) != upto - self._seen and floor > self._seen:
                 # A process that reopened after a rebuild raised the journal's floor: nothing
                 # below it is recorded, and everything stored below it is stale.
+                self.floor = max(self.floor, floor)  # first, then the emptied mirror
                 self.mirror, self.recent = {}, ()
-                self._seen = self.floor = max(self.floor, floor)
+                self._seen = self.floor
                 records = journal.records(self._seen, upto)
             if len(records) != upto - self._seen:
                 # Records below the epoch are missing: this process may be reading a journal
                 # that was moved aside or deleted. Reopen if so; otherwise the journal was
-                # lost, and every entry stored before now is stale.
+                # lost, and every entry stored before now is stale. (Within a reopen the
+                # files were just opened: _check_locked does not nest, so this converges.)
                 if self._check_locked():
                     self._pending = True
                     return
@@ -103,9 +139,9 @@ class Recovering(Watching):
                     "cacheplug: invalidation journal in %s is incomplete; treating all entries as stale",
                     self.directory,
                 )
+                self.floor = max(self.floor, upto)  # first, then the emptied mirror
                 self.mirror = {}
                 self.recent = ()
-                self.floor = upto
                 self._seen = upto
                 return
         for seq, tags in records:
@@ -222,7 +258,14 @@ class Recovering(Watching):
             epoch_moved = untrusted or self._ids is None or _identity(self._epoch_path) != self._ids[0]
         except OSError:
             epoch_moved = True
+        reopening = self._reopening
+        if reopening and not advance:
+            # A reopen is under way (its replay found records missing below the epoch): the
+            # files were opened just now, so the journal is what it is. Reopening again would
+            # find the same and recurse without end.
+            return False
         previous = (self.incarnation, max(self.epoch[0], self._seen))
+        self._reopening = True  # a quarantine's reopen (``advance``) is the one nesting
         try:
             self._open(previous, advance)
             if advance:
@@ -238,6 +281,8 @@ class Recovering(Watching):
                     self.epoch[0] += 1
             self._broken = str(exc)
             return False
+        finally:
+            self._reopening = reopening
         self._broken = None
         self.generation += 1
         log.warning("cacheplug: the invalidation store in %s was reopened", self.directory)
