@@ -5,9 +5,13 @@ arguments itself is the memory key, so a hit is one dict subscript plus the expi
 epoch comparisons: no key string is built and no lock is taken. The code is generated once
 per function, at decoration time, for its exact parameters (bound by name, so the call
 needs neither an ``*args`` tuple nor a ``**kwargs`` dict), from one template in which the
-sync ``__call__`` and the async ``probe`` share the same lookup text.
+sync ``__call__`` and the async ``probe`` share the same lookup text. What the generated
+functions read (the shelf, the epoch, the clock...) are globals of their own namespace,
+rebound when the function binds to a cache: a global costs only where it is read, while
+every call copies each closure cell it uses into its frame.
 
-On a miss the generated ``__call__`` asks the core to look in the shared tiers and start
+A memory-only miss is inlined (``_LEAN_MISS``): compute, then one entry and one store.
+Otherwise, on a miss the generated ``__call__`` asks the core to look in the shared tiers and start
 the computation (``miss_begin``), calls the user's function itself and hands the value to
 ``miss_end``: while the function runs, the only frame of cacheplug's on the stack is that
 ``__call__`` (a recursive cached function pays 2 recursion levels per call: the wrapper
