@@ -196,7 +196,7 @@ def populate(cache: Cache, n_memory: int, n_disk: int, tag: str) -> None:
     if not n_memory:
         return
     assert cache.memory is not None
-    direct = cache._direct
+    direct = cache.direct
     tags = (*direct.base_tags, tag)
     now = time.time()
     expires = now + TTL
