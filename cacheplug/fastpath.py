@@ -68,9 +68,8 @@ if entry.deadline > clock() and (
 
 _PROBE = (
     """\
-try:
-    entry = shelf[args]  # a subscript is cheaper than .get(); a miss costs a compute anyway
-except KeyError:
+entry = shelf.get(args)
+if entry is None:
     {absent}
 """
     + _CHECK
@@ -109,12 +108,11 @@ if lean:
 """
 
 _SYNC_PROBE = (
+    # .get() costs a hit a few ns more than a subscript, and spares every miss a KeyError
+    # (about 300 ns).
     """\
-try:
-    entry = shelf[args]  # a subscript is cheaper than .get(); a miss costs a compute anyway
-except KeyError:
-    pass
-else:
+entry = shelf.get(args)
+if entry is not None:
 """
     + _indent_text(_CHECK, 4)
     + _LEAN_MISS

@@ -28,19 +28,9 @@ if TYPE_CHECKING:
 __all__ = ["Binding", "CacheStats", "Pending", "Tally"]
 
 
-class _NoShelf(dict[Any, Any]):
-    """The shelf of a binding without a memory tier: every lookup finds an expired entry.
-
-    Subscripting it returns that entry instead of raising ``KeyError``, so the decorator's
-    fast path falls through to the shared tiers without paying for an exception.
-    """
-
-    def __missing__(self, key: Any) -> Entry:
-        return _DEAD
-
-
-_DEAD = Entry(None, 0.0, float("-inf"), -1)
-_EMPTY_SHELF: dict[Any, Any] = _NoShelf()
+# The shelf of a binding without a memory tier: always empty (the fast path finds nothing
+# and goes to the shared tiers); compared by identity, it is never stored into.
+_EMPTY_SHELF: dict[Any, Any] = {}
 
 
 class Tally:
