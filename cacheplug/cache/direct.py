@@ -34,13 +34,18 @@ def get(cache: Cache, key: str, default: Any) -> Any:
     return cache.hit(cache.direct, entry)
 
 
+def _checked(
+    cache: Cache, key: str, ttl: Any, tags: Iterable[str], depends_on: Iterable[str]
+) -> tuple[str, float | None, tuple[str, ...], tuple[str, ...]]:
+    """The stored key, ttl, tags and source keys of a direct write, validated."""
+    skey = cache.user_key(key)
+    return skey, _ttl_seconds(ttl, "ttl"), cache.direct.base_tags + check_tags(tags), check_keys(depends_on)
+
+
 def store(
     cache: Cache, key: str, value: Any, ttl: Any, tags: Iterable[str], depends_on: Iterable[str]
 ) -> None:
-    skey = cache.user_key(key)
-    seconds = _ttl_seconds(ttl, "ttl")
-    tag_tuple = cache.direct.base_tags + check_tags(tags)
-    sources = check_keys(depends_on)
+    skey, seconds, tag_tuple, sources = _checked(cache, key, ttl, tags, depends_on)
     if cache.blind():
         return  # nothing stored could be judged fresh
     pending = Pending(cache.direct, skey, skey, tag_tuple, seconds, cache.epoch[0], cache.clock())
@@ -52,10 +57,7 @@ def store(
 def get_or_compute(
     cache: Cache, key: str, compute: Callable[[], T], ttl: Any, tags: Iterable[str], depends_on: Iterable[str]
 ) -> T:
-    skey = cache.user_key(key)
-    seconds = _ttl_seconds(ttl, "ttl")
-    tag_tuple = cache.direct.base_tags + check_tags(tags)
-    sources = check_keys(depends_on)
+    skey, seconds, tag_tuple, sources = _checked(cache, key, ttl, tags, depends_on)
     if cache.blind():
         return compute()
     keep = None
