@@ -203,3 +203,13 @@ def test_an_entry_with_captured_dependencies_stored_through_one_cache_goes_stale
         memory_only.invalidate(tags=["inner:1"])  # what outer(1) was computed from changed
         assert outer(1, "x") != first, "served a value computed before an invalidation of its dependency"
         assert log == ["outer", "inner", "outer", "inner"]
+
+
+@pytest.mark.parametrize("garbage", ["journal", 42, object()])
+def test_a_version_store_that_is_not_one_is_refused(garbage: object) -> None:
+    memory = MemoryTier()
+    with pytest.raises(ConfigurationError, match="takes a version store"):
+        Cache([memory], versions=garbage)  # type: ignore[arg-type]
+    with Cache([memory]) as cache:  # the refused cache bound nothing to the tier
+        cache.set("k", 1)
+        assert cache.get("k") == 1

@@ -68,7 +68,7 @@ class Cache:
         secret: str | Sequence[str] | None = None,
         versions: Versions | None = None,
     ) -> None:
-        lifecycle.check_arguments(namespace, clock)
+        lifecycle.check_arguments(namespace, clock, versions)
         self._owns_tiers = tiers is None
         self.tiers: list[Tier] = lifecycle.resolve_tiers(tiers, secret)
         self.memory: MemoryTier | None = self.tiers[0] if isinstance(self.tiers[0], MemoryTier) else None

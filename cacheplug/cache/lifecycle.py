@@ -38,8 +38,26 @@ _OPEN: weakref.WeakSet[Cache] = state.OPEN_CACHES
 _UNBIND_HOOKS: list[Callable[[Cache | None], None]] = state.UNBIND_HOOKS
 
 
-def check_arguments(namespace: Any, clock: Any) -> None:
-    """Refuse a namespace or clock a cache cannot work with, saying what to give instead."""
+_VERSIONS_MEMBERS = (
+    "epoch",
+    "mirror",
+    "recent",
+    "floor",
+    "incarnation",
+    "sync",
+    "bump",
+    "depend",
+    "add_listener",
+)
+
+
+def check_arguments(namespace: Any, clock: Any, versions: Any = None) -> None:
+    """Refuse a namespace, clock or version store a cache cannot work with, saying what to give."""
+    if versions is not None and not all(hasattr(versions, name) for name in _VERSIONS_MEMBERS):
+        raise ConfigurationError(
+            f"Cache(versions=...) takes a version store (cacheplug.versions.LocalVersions(), or a "
+            f"DiskTier's: tier.versions()), got {versions!r}"
+        )
     if not isinstance(namespace, str) or "|" in namespace or "\x00" in namespace:
         raise ConfigurationError(f"Cache namespace must be a str without '|' or NUL, got {namespace!r}")
     if clock is not None and not callable(clock):
