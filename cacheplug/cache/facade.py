@@ -89,9 +89,9 @@ class Cache:
         self.faults = FaultLedger(namespace)
         self.closed = False
         shared = [FaultTolerant(t, self.faults) for t in self.tiers[1 if self.memory is not None else 0 :]]
-        self.health = Health(self, versions)
-        self.tiering = Tiering(self.memory, shared, None, len(self.tiers))  # type: ignore[arg-type]
-        self.judge = self.tiering.judge = Judge(self.health.open(), names.cached_skey, self.faults.report)
+        self.health = Health(self, versions, shared)
+        self.judge = Judge(self.health.open(), names.cached_skey, self.faults.report)
+        self.tiering = Tiering(self.memory, shared, self.judge, len(self.tiers))
         self.bindings = Bindings(self, self.memory)
         # The parts' own methods, as the cache's: the binding of a function, the judge's
         # verdict on a memory entry, whether the host's invalidations are unreadable.

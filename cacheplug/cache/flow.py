@@ -44,7 +44,6 @@ __all__ = [
     "arun",
     "call_flow",
     "conclude",
-    "drive",
     "finish_flow",
     "report",
     "run",
@@ -228,11 +227,6 @@ async def arun(
             answer = target(with_run(entry, _driven(sub, arun if awaits else run)))
             if asyncio.iscoroutine(answer) or isinstance(answer, asyncio.Future):
                 answer = await answer
-
-
-def drive(steps: Steps) -> Any:
-    """Run a flow that computes nothing (a lookup, a store, a removal) with the sync driver."""
-    return run(steps)
 
 
 _ASYNC: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionary()

@@ -67,9 +67,10 @@ def pick_versions(memory: MemoryTier | None, lower: Sequence[Tier], given: Versi
 class Health:
     """The version store of one cache, with its degraded modes."""
 
-    def __init__(self, cache: Cache, given: Versions | None) -> None:
+    def __init__(self, cache: Cache, given: Versions | None, shared: Sequence[Tier]) -> None:
         self._cache = cache
         self._given = given
+        self._shared = list(shared)  # the cache's shared tiers (fault-tolerant proxies)
         self._lock = threading.Lock()
         # Set (with the reason) while the host's invalidations cannot be read.
         self.degraded: str | None = None
@@ -79,7 +80,7 @@ class Health:
         """The version store, or a blind one (and ``degraded`` set) when it cannot be read."""
         cache = self._cache
         try:
-            store = pick_versions(cache.memory, cache.tiering.lower, self._given)
+            store = pick_versions(cache.memory, self._shared, self._given)
         except VersionsUnavailable as exc:
             if self.degraded is None:
                 log.error(
@@ -118,7 +119,7 @@ class Health:
 
     def on_tick(self, reopened: bool) -> None:
         """The version store's watcher, about once a second: notice replaced storage."""
-        for tier in self._cache.tiering.lower:
+        for tier in self._shared:
             if isinstance(tier, SelfChecking):
                 reopened = bool(tier.check()) or reopened
         if reopened:
