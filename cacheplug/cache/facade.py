@@ -9,7 +9,6 @@ package; docs/architecture.md maps them.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from typing import Any, TypeVar
@@ -226,10 +225,12 @@ class Cache:
             self.invalidator.request(tag_set, key_set)
 
     async def ainvalidate(self, tags: Iterable[str] = (), keys: Iterable[str] = ()) -> None:
-        """Async twin of :meth:`invalidate`: recorded in a worker thread (in a copy of the caller's
-        context, so an enclosing ``batch()`` still collects it), never on the event loop."""
-        tags, keys = check_tags(tags), check_keys(keys)
-        await asyncio.to_thread(self.invalidate, tags, keys)
+        """Async twin of :meth:`invalidate`: the async driver records it (and removes the keys)
+        in worker threads, never on the event loop; an enclosing ``batch()`` still collects it."""
+        tag_set = set(check_tags(tags))
+        key_set = {self.names.stored(k) for k in check_keys(keys)}
+        if tag_set or key_set:
+            await self.invalidator.arequest(tag_set, key_set)
 
     @property
     def debounced(self) -> bool:

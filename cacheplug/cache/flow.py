@@ -5,6 +5,8 @@ compute, check the versions, store. It is a generator that *yields* what it need
 receives the answers:
 
 * ``(GET | SET | DELETE, tier, key, entry)``: one tier operation (``cacheplug.cache.tiering``);
+* ``(RECORD, versions, tags, None)``: record an invalidation (the async driver, in a worker
+  thread);
 * ``(COMPUTE, chain, op, None)``: call the user's function (through the ``"compute"``
   middleware chain when there is one);
 * ``(CHAINED, chain, (steps, awaits), op)``: run the sub-flow ``steps`` (a lookup or a
@@ -32,7 +34,7 @@ from ..errors import SerializationError
 from ..middleware import Op
 from ..tiers.capabilities import AsyncTier
 from .calls import Binding, Pending, _Read
-from .steps import CHAINED, COMPUTE, DELETE, GET, SET, sync_twin
+from .steps import CHAINED, COMPUTE, DELETE, GET, RECORD, SET, sync_twin
 from .tiering import Steps
 
 if TYPE_CHECKING:
@@ -173,6 +175,12 @@ def run(steps: Steps, func: Callable[..., Any] = bool, args: tuple[Any, ...] = (
                 answer = exc
         elif kind is DELETE:
             answer = target.delete(key)
+        elif kind is RECORD:
+            try:
+                answer = target.bump(key)
+            except BaseException as exc:
+                steps.throw(exc)  # the flow fails closed and raises it again
+                raise  # pragma: no cover - the flow always re-raises
         elif kind is COMPUTE:
             try:
                 if target is None:
@@ -208,9 +216,16 @@ async def arun(
             except SerializationError as exc:
                 answer = exc
         elif kind is DELETE:
-            answer = (
-                await cast(AsyncTier, target).adelete(key) if _asynchronous(target) else target.delete(key)
-            )
+            if _asynchronous(target):
+                answer = await cast(AsyncTier, target).adelete(key)
+            else:  # a removal may wait for another process's lock: not on the event loop
+                answer = await asyncio.to_thread(target.delete, key)
+        elif kind is RECORD:
+            try:
+                answer = await asyncio.to_thread(target.bump, key)
+            except BaseException as exc:
+                steps.throw(exc)
+                raise  # pragma: no cover - the flow always re-raises
         elif kind is COMPUTE:
             try:
                 if target is None:

@@ -14,7 +14,7 @@ than now (memory is emptied; older entries read from a shared tier are stale), t
 from __future__ import annotations
 
 import builtins
-from collections.abc import Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from .. import invalidation as inv
@@ -23,8 +23,10 @@ from ..envelope import MISS
 from ..errors import ConfigurationError, InvalidationError
 from . import lifecycle
 from .calls import Binding, Tally
-from .flow import with_run
+from .flow import arun
 from .naming import split_tags
+from .steps import CHAINED, RECORD, sync_twin
+from .tiering import Steps
 
 if TYPE_CHECKING:
     from .facade import Cache
@@ -57,7 +59,14 @@ def check_keys(keys: Iterable[str]) -> tuple[str, ...]:
 
 
 class Invalidator:
-    """How one cache applies invalidations (see the module docstring)."""
+    """How one cache applies invalidations (see the module docstring).
+
+    :meth:`record` and :meth:`apply_steps` are step generators (the async driver runs them);
+    their sync twins ``record_now`` and ``apply_steps_now`` are generated from their text.
+    """
+
+    apply_steps_now: Callable[..., None]
+    record_now: Callable[..., None]
 
     def __init__(self, cache: Cache, debounce: float | None) -> None:
         self._cache = cache
@@ -78,26 +87,42 @@ class Invalidator:
 
         Returns True when it was applied now.
         """
-        bucket = inv.pending_for(self._cache)
-        if bucket is not None:
-            bucket[0].update(tags)
-            bucket[1].update(keys)
-            return False
-        if self.debouncer is not None:
-            self.debouncer.add(tags, keys)
+        if self._deferred(tags, keys):
             return False
         self.apply(tags, keys)
         return True
 
+    async def arequest(self, tags: builtins.set[str], keys: builtins.set[str]) -> None:
+        """:meth:`request` for async callers: recorded by the async driver, off the event loop."""
+        if not self._deferred(tags, keys):
+            await arun(self.apply_steps(tags, keys))
+
+    def _deferred(self, tags: builtins.set[str], keys: builtins.set[str]) -> bool:
+        bucket = inv.pending_for(self._cache)
+        if bucket is not None:
+            bucket[0].update(tags)
+            bucket[1].update(keys)
+            return True
+        if self.debouncer is not None:
+            self.debouncer.add(tags, keys)
+            return True
+        return False
+
     def apply(self, tags: builtins.set[str], keys: builtins.set[str], *, record: bool = True) -> None:
+        """Apply an invalidation now (the sync twin of :meth:`apply_steps`)."""
+        self.apply_steps_now(tags, keys, record)
+
+    def apply_steps(self, tags: builtins.set[str], keys: builtins.set[str], record: bool = True) -> Steps:
+        """An invalidation applied now, through the ``"invalidate"`` middleware chain if any."""
         chain = self._cache.chains.invalidate
         if chain is None:
-            self._apply(tags, keys, record)
-            return
-        op = self._cache.describe("invalidate", None, None, tags, keys)
-        chain(with_run(op, lambda: self._apply(tags, keys, record)))
+            yield from self.record(tags, keys, record)
+        else:
+            op = self._cache.describe("invalidate", None, None, tags, keys)
+            yield (CHAINED, chain, (self.record(tags, keys, record), True), op)
 
-    def _apply(self, tags: builtins.set[str], keys: builtins.set[str], record: bool) -> None:
+    def record(self, tags: builtins.set[str], keys: builtins.set[str], record: bool) -> Steps:
+        """Record the invalidation for the host (fail closed), remove the keys, send the signal."""
         cache = self._cache
         version_tags = inv.expand(tags)
         version_tags.update(inv.key_tag(k) for k in keys)
@@ -108,14 +133,14 @@ class Invalidator:
                         f"cannot record an invalidation: {cache.degraded}; other processes may still "
                         f"serve the old values — fix the cache directory, then invalidate again"
                     )
-                cache.versions.bump(version_tags)
+                yield (RECORD, cache.versions, version_tags, None)
             except InvalidationError:
                 self.drop_locally(keys)
                 raise
         self.count.add()
         direct = cache.direct
         for skey in keys:
-            cache.tiering.forget_now(direct, skey, (skey,))
+            yield from cache.tiering.forget(direct, skey, (skey,))
         # In the user's words: their tags (not cacheplug's internal ones) and keys.
         signals.invalidated.send(
             cache, tags=split_tags(tags)[0], keys=frozenset(cache.user_facing(k) for k in keys)
@@ -149,3 +174,7 @@ class Invalidator:
             other.bindings.drop_shelves()
         for skey in keys:
             cache.tiering.forget_now(cache.direct, skey, (skey,))
+
+
+for _name in ("apply_steps", "record"):
+    setattr(Invalidator, f"{_name}_now", sync_twin(getattr(Invalidator, _name)))

@@ -6,8 +6,9 @@ and ``(CHAINED, chain, (sub_flow, awaits), op)``. The async driver awaits them. 
 generator costs about half a microsecond per call, which a disk hit (about 7 µs) notices, so
 the sync driver's hot paths call a *twin* instead: a plain function compiled at import time
 from the generator's own source, in which each ``yield`` of a step is the call the sync
-driver would make (``tier.get(key)``, a store that hands back a ``SerializationError``
-instead of raising it, the chain with the sub-flow's twin as its terminal) and each
+driver would make (``tier.get(key)``, ``versions.bump(tags)``, a store that hands back a
+``SerializationError`` instead of raising it, the chain with the sub-flow's twin as its
+terminal) and each
 ``yield from x.f(...)`` is ``x.f_now(...)``. The text exists once; the twin is generated
 from it, and tests/test_flow.py checks both drivers agree.
 """
@@ -24,9 +25,11 @@ from typing import Any
 from ..errors import SerializationError
 from ..middleware import Op
 
-__all__ = ["CHAINED", "COMPUTE", "DELETE", "GET", "SET", "sync_twin"]
+__all__ = ["CHAINED", "COMPUTE", "DELETE", "GET", "RECORD", "SET", "sync_twin"]
 
 GET, SET, DELETE, COMPUTE, CHAINED = "get", "set", "delete", "compute", "chained"
+# (RECORD, versions, tags, None): record an invalidation in a version store (``bump``).
+RECORD = "record"
 
 
 def set_now(tier: Any, key: str, entry: Any) -> SerializationError | None:
@@ -73,6 +76,8 @@ class _Steps(ast.NodeTransformer):
             return _call(ast.Attribute(value=a, attr="get", ctx=ast.Load()), b)
         if kind.id == "DELETE":
             return _call(ast.Attribute(value=a, attr="delete", ctx=ast.Load()), b)
+        if kind.id == "RECORD":
+            return _call(ast.Attribute(value=a, attr="bump", ctx=ast.Load()), b)
         if kind.id == "SET":
             return _call(ast.Name(id="__cp_set_now", ctx=ast.Load()), a, b, c)
         if kind.id == "CHAINED" and isinstance(b, ast.Tuple):
