@@ -19,6 +19,7 @@ fast path of ``@cached`` as if there were no middleware at all.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -79,10 +80,20 @@ def _terminal(op: Op) -> Any:
     except BaseException:
         op.settle("error", None, time.perf_counter() - start)
         raise
+    if isinstance(result, asyncio.Future):  # the cache's own work, already running as a task
+        result.add_done_callback(lambda done: _settle_done(op, done, start))
+        return result
     if inspect.isawaitable(result):
         return _settle_later(op, result, start)
     _settle_now(op, result, start)
     return result
+
+
+def _settle_done(op: Op, done: asyncio.Future[Any], start: float) -> None:
+    if done.cancelled() or done.exception() is not None:
+        op.settle("error", None, time.perf_counter() - start)
+    else:
+        _settle_now(op, done.result(), start)
 
 
 async def _settle_later(op: Op, result: Any, start: float) -> Any:
@@ -122,7 +133,10 @@ def _kinds_of(item: Any) -> frozenset[str]:
         raise ConfigurationError(
             f"middleware {item!r}: observes must be an iterable of {KINDS}, got {kinds!r}"
         )
-    chosen = frozenset(kinds)
+    try:
+        chosen = frozenset(kinds)
+    except TypeError:
+        raise ConfigurationError(f"middleware {item!r}: observes must name kinds among {KINDS}") from None
     unknown = chosen - set(KINDS)
     if unknown:
         raise ConfigurationError(
@@ -137,7 +151,21 @@ class Chains:
     __slots__ = ("compute", "get", "invalidate", "misses_only", "quiet_miss", "set")
 
     def __init__(self, middleware: Sequence[Middleware]) -> None:
+        if (
+            callable(middleware)
+            or isinstance(middleware, (str, bytes))
+            or not isinstance(middleware, Iterable)
+        ):
+            raise ConfigurationError(
+                f"Cache(middleware=...) takes a list of middleware: write middleware=[{middleware!r}]"
+            )
         for item in middleware:
+            call = getattr(type(item), "__call__", None)  # noqa: B004 - the method, to test it is async
+            if inspect.iscoroutinefunction(item) or inspect.iscoroutinefunction(call):
+                raise ConfigurationError(
+                    f"middleware {item!r} is an async function; a middleware is a plain callable "
+                    f"(op, call_next) -> result that returns call_next's awaitable for async code"
+                )
             if not callable(item):
                 raise ConfigurationError(
                     f"middleware must be callables (op, call_next) -> result, got {item!r}"

@@ -39,7 +39,12 @@ def _checked(
 ) -> tuple[str, float | None, tuple[str, ...], tuple[str, ...]]:
     """The stored key, ttl, tags and source keys of a direct write, validated."""
     skey = cache.user_key(key)
-    return skey, _ttl_seconds(ttl, "ttl"), cache.direct.base_tags + check_tags(tags), check_keys(depends_on)
+    return (
+        skey,
+        _ttl_seconds(ttl, "ttl"),
+        cache.direct.base_tags + check_tags(tags),
+        check_keys(depends_on, "depends_on"),
+    )
 
 
 def store(

@@ -26,7 +26,7 @@ from . import dependencies as deps
 from . import direct, lifecycle, stats
 from .bindings import Bindings
 from .calls import Binding, CacheStats, Pending, _Read, _ttl_seconds
-from .flow import finish_now, with_run
+from .flow import checked_entry, finish_now, with_run
 from .health import Health
 from .invalidating import Invalidator, check_keys, check_tags
 from .judge import Judge
@@ -83,8 +83,8 @@ class Cache:
         self.describe, self.entry_tags = names.describe, names.entry_tags
         self.clock: Callable[[], float] = clock if clock is not None else time.time
         self._enabled = enabled
+        self.chains = Chains(middleware)
         self.middleware = tuple(middleware)
-        self.chains = Chains(self.middleware)
         self.faults = FaultLedger(namespace)
         self.closed = False
         shared = [FaultTolerant(t, self.faults) for t in self.tiers[1 if self.memory is not None else 0 :]]
@@ -141,9 +141,8 @@ class Cache:
         find, now, chain = self.tiering.find_now, self.clock(), self.chains.get
         if chain is None:
             return find(binding, fkey, skey_fn, now)
-        return chain(
-            with_run(self.describe("get", binding, skey_fn()), lambda: find(binding, fkey, skey_fn, now))
-        )
+        op = self.describe("get", binding, skey_fn())
+        return checked_entry(chain(with_run(op, lambda: find(binding, fkey, skey_fn, now))))
 
     def read_lower(self, binding: Binding, fkey: Hashable, skey: str, now: float) -> Entry | Any:
         """The fresh entry from the tiers below memory, promoted upward, or ``MISS``."""
@@ -197,7 +196,8 @@ class Cache:
         ``derived_key`` is invalidated or ``ttl`` seconds pass. Each later invalidation costs
         O(tags + dependents it reaches). Raises ``InvalidationError`` when it cannot be recorded.
         """
-        deps.add(self, derived_key, check_keys(sources), check_tags(tags), _ttl_seconds(ttl, "ttl"))
+        (derived,) = check_keys([derived_key], "derived_key")
+        deps.add(self, derived, check_keys(sources, "sources"), check_tags(tags), _ttl_seconds(ttl, "ttl"))
 
     def delete(self, key: str) -> bool:
         """Remove ``key`` from every tier (and from other processes' memory); True if it was there."""

@@ -24,6 +24,7 @@ driver, none for the flow (a suspended generator is not on the stack).
 from __future__ import annotations
 
 import asyncio
+import inspect
 import weakref
 from collections.abc import Callable, Hashable
 from typing import TYPE_CHECKING, Any, cast
@@ -45,6 +46,7 @@ __all__ = [
     "COMPUTE",
     "arun",
     "call_flow",
+    "checked_entry",
     "conclude",
     "finish_flow",
     "report",
@@ -80,7 +82,7 @@ def call_flow(
             entry = yield from find
         else:
             lookup = cache.describe("get", binding, skey_fn())
-            entry = yield (CHAINED, chains.get, (find, cache.tiering.asynchronous), lookup)
+            entry = checked_entry((yield (CHAINED, chains.get, (find, cache.tiering.asynchronous), lookup)))
         if entry is not MISS:
             value = cache.hit(binding, entry)
             return value if on_hit is None else on_hit(value)
@@ -141,6 +143,16 @@ def conclude(cache: Cache, pending: Pending, value: Any) -> Entry:
     ttl = pending.ttl if pending.ttl is not None else cache.default_ttl
     return Entry(
         value, now, None if ttl is None else now + ttl, pending.seq0, tags, now - pending.start, pending.skey
+    )
+
+
+def checked_entry(found: Any) -> Any:
+    """What a ``"get"`` chain answered: an entry or ``MISS``, else a clear error."""
+    if found is MISS or isinstance(found, Entry):
+        return found
+    raise TypeError(
+        f"a 'get' middleware returned {found!r}: it must return call_next(op)'s result, an Entry "
+        f"or cacheplug.MISS"
     )
 
 
@@ -239,9 +251,17 @@ async def arun(
             # A sub-flow that awaits nothing is driven synchronously: its middleware sees
             # the entry (or MISS) itself, not an awaitable.
             sub, awaits = key
-            answer = target(with_run(entry, _driven(sub, arun if awaits else run)))
-            if asyncio.iscoroutine(answer) or isinstance(answer, asyncio.Future):
-                answer = await answer
+            if not awaits:
+                answer = target(with_run(entry, _driven(sub, run)))
+            else:
+                # The sub-flow runs as a task: the cache's own work (a store, an invalidation)
+                # happens and is awaited here even if a middleware drops call_next's result.
+                started: list[asyncio.Future[Any]] = []
+                answer = target(with_run(entry, _scheduled(sub, started)))
+                if inspect.isawaitable(answer):
+                    answer = await answer
+                for task in started:
+                    await task
 
 
 _ASYNC: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionary()
@@ -257,6 +277,15 @@ def _asynchronous(tier: Any) -> bool:
 
 def _driven(steps: Steps, driver: Callable[[Steps], Any]) -> Callable[[], Any]:
     return lambda: driver(steps)
+
+
+def _scheduled(steps: Steps, started: list[asyncio.Future[Any]]) -> Callable[[], Any]:
+    def schedule() -> asyncio.Future[Any]:
+        task = asyncio.ensure_future(arun(steps))
+        started.append(task)
+        return task
+
+    return schedule
 
 
 def with_run(op: Op, run_: Callable[[], Any]) -> Op:

@@ -24,7 +24,7 @@ from ..errors import ConfigurationError
 from ..tiers.base import Tier
 from ..tiers.capabilities import HasVersions, SelfChecking
 from ..tiers.memory import MemoryTier
-from ..versions import LocalVersions, Versions, VersionsUnavailable
+from ..versions import HostVersions, LocalVersions, Versions, VersionsUnavailable
 
 if TYPE_CHECKING:
     from .facade import Cache
@@ -43,8 +43,14 @@ def pick_versions(memory: MemoryTier | None, lower: Sequence[Tier], given: Versi
     Raises ``VersionsUnavailable`` when a shared tier's store cannot be read, and
     ``ConfigurationError`` when the tiers would be judged against different stores.
     """
-    declared = next((tier.versions() for tier in lower if isinstance(tier, HasVersions)), None)
-    if given is not None and declared is not None and given is not declared:
+    stores = [tier.versions() for tier in lower if isinstance(tier, HasVersions)]
+    declared = stores[0] if stores else None
+    if any(not _same(store, declared) for store in stores[1:]):
+        raise ConfigurationError(
+            "the shared tiers of one Cache declare different version stores (e.g. two DiskTiers "
+            "over different directories); give a Cache one shared tier, or tiers over one directory"
+        )
+    if given is not None and declared is not None and not _same(given, declared):
         raise ConfigurationError(
             "Cache(versions=...) differs from the version store of its shared tier; drop versions= "
             "(the tier's store records the host's invalidations) or use another tier"
@@ -54,14 +60,27 @@ def pick_versions(memory: MemoryTier | None, lower: Sequence[Tier], given: Versi
         bound = memory.judged_by
         if store is None:
             store = bound if bound is not None else LocalVersions()
-        elif bound is not None and bound is not store:
+        elif bound is not None and not _same(bound, store):
             raise ConfigurationError(
-                "this MemoryTier already holds entries judged against another version store (it is "
-                "shared with a cache over other tiers); give each Cache its own MemoryTier, or build "
-                "both caches over the same shared tier"
+                "this MemoryTier is already used by a cache judged against another version store "
+                "(a memory-only cache, or one over another directory); give this Cache its own "
+                "MemoryTier, or build every cache over this MemoryTier with the same shared tier"
             )
         memory.judged_by = store
     return store if store is not None else LocalVersions()
+
+
+def _same(a: Versions | None, b: Versions | None) -> bool:
+    """One store: the same object, or host stores of one directory and incarnation (say,
+    reopened after ``cacheplug.state.reset()``)."""
+    if a is b:
+        return True
+    return (
+        isinstance(a, HostVersions)
+        and isinstance(b, HostVersions)
+        and a.directory == b.directory
+        and a.incarnation == b.incarnation
+    )
 
 
 class Health:

@@ -46,11 +46,13 @@ def check_tags(tags: Iterable[str]) -> tuple[str, ...]:
     return out
 
 
-def check_keys(keys: Iterable[str]) -> tuple[str, ...]:
+def check_keys(keys: Iterable[str], what: str = "keys") -> tuple[str, ...]:
     if isinstance(keys, str):
         raise ConfigurationError(
-            f"keys must be a list of strings, not the string {keys!r}: write keys=[{keys!r}]"
+            f"{what} must be a list of strings, not the string {keys!r}: write {what}=[{keys!r}]"
         )
+    if not isinstance(keys, Iterable):
+        raise ConfigurationError(f"{what} must be a list of strings, got {keys!r}")
     out = tuple(keys)
     for key in out:
         if not isinstance(key, str):

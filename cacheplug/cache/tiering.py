@@ -141,7 +141,9 @@ class Tiering:
     ) -> bool:
         """The in-process part of a store: the no-stale-set check, then the memory shelf.
 
-        False when the entry raced an invalidation (or the versions could not be read).
+        False when the entry raced an invalidation (or the versions could not be read), or
+        when a fresh entry was stored meanwhile: a fill never replaces one (the first writer
+        wins, in memory and below it); ``force`` (refresh, ``set``) does.
         """
         judge = self.judge
         seq0 = entry.seq
@@ -163,11 +165,12 @@ class Tiering:
             existing = shelf.get(fkey)
             # A fill never replaces a fresh entry stored meanwhile (the first writer wins, so
             # a slow computation cannot overwrite a newer one); refresh() and set() do.
-            if force or existing is None or not judge.live(existing, now):
-                # Memory entries derive their string key from the shelf when needed.
-                keep = entry.copy_for() if self.lower else entry
-                keep.skey = None
-                self.memory.put(shelf, fkey, keep)
+            if not force and existing is not None and judge.live(existing, now):
+                return False  # the fresh entry stays, here and in the shared tiers below
+            # Memory entries derive their string key from the shelf when needed.
+            keep = entry.copy_for() if self.lower else entry
+            keep.skey = None
+            self.memory.put(shelf, fkey, keep)
         return True
 
     def store(
