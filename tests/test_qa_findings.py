@@ -135,3 +135,13 @@ def test_depends_on_and_add_dependency_name_what_is_wrong() -> None:
             cache.set("k", 1, depends_on="src")
         with pytest.raises(ConfigurationError, match="a key must be a str"):
             cache.add_dependency(5, ["a"])  # type: ignore[arg-type]
+
+
+def test_a_tier_listed_twice_and_a_fault_tolerant_tier_without_a_ledger_are_refused() -> None:
+    from cacheplug import FaultTolerant
+
+    memory = MemoryTier()
+    with pytest.raises(ConfigurationError, match="appears twice"):
+        Cache([memory, memory])
+    with pytest.raises(ConfigurationError, match="FaultLedger"):
+        FaultTolerant(memory, None)  # type: ignore[arg-type]

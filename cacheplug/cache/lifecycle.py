@@ -81,6 +81,8 @@ def resolve_tiers(tiers: Sequence[Tier] | None, secret: str | Sequence[str] | No
     for tier in chosen:
         if not isinstance(tier, Tier):
             raise ConfigurationError(f"{tier!r} is not a tier: it needs get/set/delete/clear")
+    if len({id(tier) for tier in chosen}) != len(chosen):
+        raise ConfigurationError("a Cache lists each tier once: the same tier object appears twice")
     return chosen
 
 

@@ -170,6 +170,8 @@ class FaultTolerant(ProxyTier):
 
     def __init__(self, tier: Tier, ledger: FaultLedger) -> None:
         super().__init__(tier)
+        if not isinstance(ledger, FaultLedger):
+            raise ConfigurationError(f"FaultTolerant(tier, ledger) takes a FaultLedger, got {ledger!r}")
         self.ledger = ledger
 
     def get(self, key: str) -> Entry | Any:
