@@ -25,7 +25,7 @@ from typing import Any
 from . import invalidation as inv
 from .cache import Cache
 from .cache.calls import Binding, Pending, _Read
-from .cache.flow import arun, call_flow, conclude, report, run, storable
+from .cache.flow import arun, call_flow, run
 from .cache.tiering import Steps
 from .core import _CoreBase
 from .envelope import MISS
@@ -210,22 +210,18 @@ class _Core(_CoreBase):
         if skey is not None:
             skey_fn: Callable[[], str] = lambda: skey  # noqa: E731
         else:
-            name, kept, fkey = self.name, self.kept, pending.fkey
+            fkey = pending.fkey
             assert isinstance(fkey, tuple)
-            skey_fn = lambda: cache.function_key(name, encode_call(kept, fkey))  # noqa: E731
+            skey_fn = self._skey_fn(cache, fkey)
         if self.cache_if is not None:
             return self.store(cache, pending, value, skey_fn)
-        if cache.tiering.lower:
-            cache.finish(pending, value, True, skey_fn)  # the fast path never copies
-            return value
-        # Memory only: the flow's finish without its generator (finish_flow's one other
-        # copy, tested against it in tests/test_flow.py): conclude, admit, report.
-        entry = conclude(cache, pending, value)
-        if entry.expires != entry.created and storable(cache, pending):
-            cache.tiering.admit(pending.binding, pending.fkey, skey_fn, entry, False, entry.created)
-        if inv.ACTIVE:
-            report(cache, entry, skey_fn)
+        cache.finish(pending, value, True, skey_fn)  # the fast path never copies
         return value
+
+    def _skey_fn(self, cache: Cache, args: tuple[Any, ...]) -> Callable[[], str]:
+        """The stored key of a fast-typed call, built only if asked for."""
+        name, kept = self.name, self.kept
+        return lambda: cache.function_key(name, encode_call(kept, args))
 
     def lean_end(
         self, args: tuple[Any, ...], value: Any, shelf: Any, seq0: int, start: float, bucket: list[Any]
@@ -237,13 +233,7 @@ class _Core(_CoreBase):
         cache, binding = bound
         pending = Pending(binding, args, None, binding.base_tags, self.ttl, seq0, start)
         pending.bucket = bucket  # what the computation read, captured by the fast path
-        name, kept = self.name, self.kept
-        skey_fn: Callable[[], str] = lambda: cache.function_key(name, encode_call(kept, args))  # noqa: E731
-        entry = conclude(cache, pending, value)
-        if entry.expires != entry.created and storable(cache, pending):
-            cache.tiering.admit(binding, args, skey_fn, entry, False, entry.created)
-        if inv.ACTIVE:
-            report(cache, entry, skey_fn)
+        cache.finish(pending, value, True, self._skey_fn(cache, args))
         return value
 
     def note_hit(self, entry: Any) -> None:

@@ -32,10 +32,9 @@ from typing import TYPE_CHECKING, Any, cast
 from .. import invalidation as inv
 from ..envelope import MISS, Entry
 from ..errors import SerializationError
-from ..middleware import Op
 from ..tiers.capabilities import AsyncTier
 from .calls import Binding, Pending, _Read
-from .steps import CHAINED, COMPUTE, DELETE, GET, RECORD, SET, sync_twin
+from .steps import CHAINED, COMPUTE, DELETE, GET, RECORD, SET, sync_twin, with_run
 from .tiering import Steps
 
 if TYPE_CHECKING:
@@ -286,12 +285,6 @@ def _scheduled(steps: Steps, started: list[asyncio.Future[Any]]) -> Callable[[],
         return task
 
     return schedule
-
-
-def with_run(op: Op, run_: Callable[[], Any]) -> Op:
-    """``op`` with its terminal's work (the op is new and not yet seen by any middleware)."""
-    object.__setattr__(op, "run", run_)
-    return op
 
 
 finish_now = sync_twin(finish_flow)

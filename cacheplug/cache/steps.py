@@ -25,7 +25,7 @@ from typing import Any
 from ..errors import SerializationError
 from ..middleware import Op
 
-__all__ = ["CHAINED", "COMPUTE", "DELETE", "GET", "RECORD", "SET", "sync_twin"]
+__all__ = ["CHAINED", "COMPUTE", "DELETE", "GET", "RECORD", "SET", "sync_twin", "with_run"]
 
 GET, SET, DELETE, COMPUTE, CHAINED = "get", "set", "delete", "compute", "chained"
 # (RECORD, versions, tags, None): record an invalidation in a version store (``bump``).
@@ -41,10 +41,15 @@ def set_now(tier: Any, key: str, entry: Any) -> SerializationError | None:
     return None
 
 
+def with_run(op: Op, run: Callable[[], Any]) -> Op:
+    """``op`` with its terminal's work (the op is new and not yet seen by any middleware)."""
+    object.__setattr__(op, "run", run)
+    return op
+
+
 def chained_now(chain: Callable[[Op], Any], run: Callable[[], Any], op: Op) -> Any:
     """A sub-flow run as the terminal of a middleware chain, synchronously."""
-    object.__setattr__(op, "run", run)
-    return chain(op)
+    return chain(with_run(op, run))
 
 
 _HELPERS = {"__cp_set_now": set_now, "__cp_chained_now": chained_now}

@@ -62,8 +62,7 @@ class Tiering:
         self.judge = judge
         # Hits answered by each shared tier (memory hits are the rest: see stats).
         self.tier_hits = [Tally() for _ in range(tiers)]
-        self._offset = tiers - len(self.lower)
-        self._hits = [tally.add for tally in self.tier_hits[self._offset :]]
+        self._hits = [tally.add for tally in self.tier_hits[tiers - len(self.lower) :]]
         self.stale_sets = Tally()
         self.unserializable = Tally()
 
