@@ -8,7 +8,7 @@ invalidation of what it was computed from.
 
 from . import signals
 from .api import add_dependency, add_rule, ainvalidate, get_or_compute, invalidate, invalidate_by_write
-from .cache import Cache, CacheStats
+from .cache import Cache
 from .codec import (
     Codec,
     CorruptEntryError,
@@ -30,10 +30,12 @@ from .errors import (
 )
 from .faults import FaultLedger
 from .forkgate import install as _install_fork_gate
+from .histogram import Latency
 from .invalidation import InvalidationRule, batch
 from .keys import CacheKeys
 from .middleware import Middleware, Op
 from .registry import RegisteredFunction, cached_functions
+from .statistics import CacheStats, FunctionStats, TierStats
 from .tiers import CircuitBreaker, DiskTier, FaultTolerant, MemoryTier, ProxyTier, Tier
 
 _install_fork_gate()  # last: see cacheplug.forkgate
@@ -57,8 +59,10 @@ __all__ = [
     "FaultLedger",
     "FaultTolerant",
     "ForeignEntryError",
+    "FunctionStats",
     "InvalidationError",
     "InvalidationRule",
+    "Latency",
     "MemoryTier",
     "Middleware",
     "Op",
@@ -68,6 +72,7 @@ __all__ = [
     "SerializationError",
     "TamperedEntryError",
     "Tier",
+    "TierStats",
     "TierUnavailable",
     "UnkeyableArgumentError",
     "UnreadableEntryError",

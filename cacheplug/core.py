@@ -32,7 +32,7 @@ from .cache import Cache
 from .cache.calls import Binding, _ttl_seconds
 from .cache.lifecycle import on_unbind
 from .errors import ConfigurationError
-from .fastpath import _EMPTY, _NO_EPOCH, _UNCOUNTED, lean_cells
+from .fastpath import _EMPTY, _NO_EPOCH, _UNCOUNTED, lean_cells, meter_cells
 from .identity import _cells_key, _check_decoratable, _unfast, _untyped
 from .keys import _qualname, encode, encode_call, fast_key, fingerprint
 from .wrappers import CachedFunction
@@ -307,6 +307,7 @@ class _CoreBase:
                     functools.partial(cache.judge.recheck_in, binding),
                     binding.fresh,
                     lean_cells(self, cache, binding),
+                    meter_cells(cache, binding),
                 )
             else:
                 self.unbind()

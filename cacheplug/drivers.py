@@ -26,6 +26,7 @@ from . import invalidation as inv
 from .cache import Cache
 from .cache.calls import Binding, Pending, _Read
 from .cache.flow import arun, call_flow, run
+from .cache.stats import tier_names
 from .cache.tiering import Steps
 from .core import _CoreBase
 from .envelope import MISS
@@ -206,6 +207,7 @@ class _Core(_CoreBase):
     def miss_end(self, pending: Pending, value: Any) -> Any:
         """Store what a fast-path miss computed (see :meth:`miss_begin`) and return it."""
         cache = pending.binding.cache
+        pending.binding.meter.compute.record(cache.clock() - pending.start)
         skey = pending.skey
         if skey is not None:
             skey_fn: Callable[[], str] = lambda: skey  # noqa: E731
@@ -246,8 +248,17 @@ class _Core(_CoreBase):
     def info(self) -> CacheInfo:
         cache = self.cache()
         binding = self.binding(cache)
-        maxsize = cache.memory.max_entries if cache.memory is not None else None
-        return CacheInfo(binding.hits.value, binding.misses.value, maxsize, len(binding.shelf))
+        memory = cache.memory
+        maxsize = memory.max_entries if memory is not None else None
+        held = len(binding.shelf)
+        return CacheInfo(
+            binding.hits.value,
+            binding.misses.value,
+            maxsize,
+            held,
+            stats=binding.meter.read(binding.ident, tier_names(cache)),
+            share=held / len(memory) if memory is not None and len(memory) else 0.0,
+        )
 
     def clear(self) -> None:
         cache = self.cache()

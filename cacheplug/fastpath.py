@@ -45,10 +45,15 @@ _NA = type("_NotGiven", (), {"__repr__": lambda self: "<not given>"})()
 _FAST_TYPES = frozenset({int, str, bytes, type(None)})
 _UNCOUNTED = itertools.count()
 
+# Whether generated fast paths time 1 in 64 memory hits (the benchmarks build one without,
+# to measure what the recording costs).
+RECORD_HITS = True
+
 
 def _abort(pending: Pending) -> None:
-    """A computation raised: stop capturing its reads (nothing is stored)."""
+    """A computation raised: stop capturing its reads (nothing is stored), count the error."""
     inv.capture_end(pending.token)
+    pending.binding.meter.errors.add()
 
 
 def _indent_text(text: str, spaces: int) -> str:
@@ -60,7 +65,7 @@ if entry.deadline > clock() and (
     entry.seq == epoch[0] or (fresh[1] == epoch[0] and entry.seq >= fresh[0]) or recheck(entry)
 ):
     entry.ref = True
-    next_(hits)
+    {count}
     if active and capturing() is not None:
         note_hit(entry)
     {found}
@@ -93,13 +98,18 @@ if lean:
     __cp_start = clock()
     try:
         __cp_value = func(*args)
+    except BaseException:
+        next_(misses)
+        next_(errors)
+        raise
     finally:
         active.pop()
         capture_reset(__cp_token)
     next_(misses)
+    __cp_now = clock()
+    record(__cp_now - __cp_start)
     if __cp_bucket or active or epoch[0] != __cp_seq or args in __cp_shelf or judge.cutoff > __cp_start:
         return lean_end(args, __cp_value, __cp_shelf, __cp_seq, __cp_start, __cp_bucket)
-    __cp_now = clock()
     put(__cp_shelf, args, ENTRY(
         __cp_value, __cp_now, None if ttl is None else __cp_now + ttl, __cp_seq, base_tags,
         __cp_now - __cp_start,
@@ -109,9 +119,9 @@ if lean:
 
 _SYNC_PROBE = (
     # .get() costs a hit a few ns more than a subscript, and spares every miss a KeyError
-    # (about 300 ns).
+    # (about 300 ns). Every 64th hit sets ``sampling``: the next call is timed (``sampled``).
     """\
-entry = shelf.get(args)
+{sample}entry = shelf.get(args)
 if entry is not None:
 """
     + _indent_text(_CHECK, 4)
@@ -131,20 +141,37 @@ return miss_end(__cp_pending, __cp_value)
 
 _TEMPLATE = """\
 def build():
-    def rebind(new_shelf, new_epoch, new_clock, new_hits, new_recheck, new_fresh, new_lean=None):
+    def rebind(
+        new_shelf, new_epoch, new_clock, new_hits, new_recheck, new_fresh, new_lean=None, new_meter=None
+    ):
         # The names the calls read are globals of this function's own namespace, not cells:
         # a call copies every cell it uses into its frame, a hit included; a global costs
         # only where it is read. They are written one by one: the empty shelf first and the
         # new shelf last, so a concurrent hit never pairs an entry of one cache with the epoch
         # of another.
         global shelf, epoch, clock, hits, recheck, fresh, lean, misses, put, ttl, base_tags, judge
+        global errors, record, timer, hit_record, sampling
         shelf = EMPTY
         lean = False
         epoch, clock, hits, recheck, fresh = new_epoch, new_clock, new_hits, new_recheck, new_fresh
+        if new_meter is not None:
+            timer, hit_record = new_meter
         if new_lean is not None:
-            misses, put, ttl, base_tags, judge = new_lean
+            misses, errors, record, put, ttl, base_tags, judge = new_lean
+        sampling = False
         shelf = new_shelf
         lean = new_lean is not None
+
+    def sampled(args):
+        # One timed hit (every 64th hit asks for it): the probe again, on the cache's timer.
+        global sampling
+        sampling = False
+        started = timer()
+        entry = probe(args)
+        if entry is None:
+            return NA
+        hit_record(timer() - started)
+        return entry.value
 
 {call_def}
 
@@ -175,6 +202,7 @@ def build():
 # nor a **kwargs dict, and a missing argument shows up as NA, which is not a fast type.
 _NAMED_CALL = """\
     def __call__(__cp_self, {params}):
+        global sampling
         if {typecheck}:
             args = ({names_tuple})
 {probe_return_12}
@@ -187,6 +215,7 @@ _NAMED_CALL = """\
 # Fallback when a parameter name would shadow a name of the template.
 _POSITIONAL_CALL = """\
     def __call__(__cp_self, {params}*rest, **kwargs):
+        global sampling
         if not kwargs and not rest and {typecheck}:
             args = ({names_tuple})
 {probe_return_12}
@@ -202,6 +231,7 @@ _TEMPLATE_NAMES = frozenset({
     "shelf", "epoch", "clock", "hits", "rebind", "probe", "args", "entry", "type", "recheck",
     "bool", "float", "fresh", "BaseException", "kwargs", "rest", "ENTRY", "capture_set",
     "capture_reset", "lean_end", "lean", "misses", "put", "ttl", "base_tags", "None", "judge",
+    "errors", "record", "timer", "hit_record", "sampling", "sampled",
 })  # fmt: skip
 
 
@@ -222,7 +252,16 @@ def lean_cells(core: _CoreBase, cache: Cache, binding: Binding) -> tuple[Any, ..
         or ttl == 0
     ):
         return None
-    return (binding.misses.counter, memory.put, ttl, binding.base_tags, cache.judge)
+    meter = binding.meter
+    return (
+        binding.misses.counter, meter.errors.counter, meter.compute.record, memory.put, ttl,
+        binding.base_tags, cache.judge,
+    )  # fmt: skip
+
+
+def meter_cells(cache: Cache, binding: Binding) -> tuple[Any, ...]:
+    """What the sampled hit (``sampled`` in the template) needs: the timer and the histogram."""
+    return (cache.timer, binding.meter.latency[0].record)
 
 
 def _indent(text: str, spaces: int) -> str:
@@ -265,7 +304,19 @@ def make_call(core: _Core) -> Callable[..., Any]:
     named = not (_TEMPLATE_NAMES & set(core.names)) and not any(x.startswith("__") for x in core.names)
     names = list(core.names) if named else [f"a{i}" for i in range(n)]
     typecheck = " and ".join(f"type({a}) in FAST" for a in names) or "True"
-    probe_return = _indent(_SYNC_PROBE.format(found="return entry.value"), 12)
+    sample = RECORD_HITS
+    count = "if not next_(hits) & 63:\n        sampling = True" if sample else "next_(hits)"
+    probe_return = _indent(
+        _SYNC_PROBE.format(
+            found="return entry.value",
+            count=_indent(count, 4).lstrip(),
+            sample="if sampling:\n    __cp_found = sampled(args)\n    if __cp_found is not NA:\n"
+            "        return __cp_found\n"
+            if sample
+            else "",
+        ),
+        12,
+    )
     if named:
         call_def = _NAMED_CALL.format(
             params=", ".join(f"{a}=NA" for a in names),
@@ -287,7 +338,9 @@ def make_call(core: _Core) -> Callable[..., Any]:
         call_def=call_def,
         typecheck=typecheck,
         unpack_4=_indent(unpack, 8),
-        probe_entry_12=_indent(_PROBE.format(found="return entry", absent="return None"), 12),
+        probe_entry_12=_indent(
+            _PROBE.format(found="return entry", absent="return None", count="next_(hits)"), 12
+        ),
     )
     counter = itertools.count()
     namespace: dict[str, Any] = {
@@ -325,6 +378,11 @@ def make_call(core: _Core) -> Callable[..., Any]:
         "capture_set": inv.CAPTURE.set,
         "capture_reset": inv.CAPTURE.reset,
         "lean_end": core.lean_end,
+        "errors": counter,
+        "record": float,
+        "timer": float,
+        "hit_record": float,
+        "sampling": False,
     }
     exec(_compiled(source), namespace)
     sync_call, async_call, rebind = namespace["build"]()

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Concatenate, NamedTuple, ParamSpec, TypeV
 import wrapt
 
 from .cache.flow import arun, run
+from .statistics import FunctionStats
 
 if TYPE_CHECKING:
     from .drivers import _Core
@@ -30,13 +31,41 @@ R2 = TypeVar("R2")
 T = TypeVar("T")
 
 
-class CacheInfo(NamedTuple):
-    """Statistics of one cached function in its current cache (after ``functools``)."""
-
+class _Info(NamedTuple):
     hits: int
     misses: int
     maxsize: int | None
     currsize: int
+
+
+class CacheInfo(_Info):
+    """Statistics of one cached function in its current cache, in ``functools``' shape.
+
+    ``hits``, ``misses`` (every call not served by a tier, as ``functools`` counts them:
+    those that raised included), ``maxsize`` (the memory tier's ``max_entries``) and
+    ``currsize`` (this function's entries in memory) unpack as ``functools``' four fields.
+    Besides them: ``share``, this function's share of the memory tier's entries (0.0 to
+    1.0), and ``stats``, its full :class:`~cacheplug.FunctionStats` (outcomes by tier,
+    latencies).
+    """
+
+    share: float
+    stats: FunctionStats
+
+    def __new__(
+        cls,
+        hits: int,
+        misses: int,
+        maxsize: int | None,
+        currsize: int,
+        *,
+        share: float = 0.0,
+        stats: FunctionStats | None = None,
+    ) -> CacheInfo:
+        info = super().__new__(cls, hits, misses, maxsize, currsize)
+        info.share = share
+        info.stats = stats if stats is not None else FunctionStats("")
+        return info
 
 
 class BoundCachedFunction(wrapt.BoundFunctionWrapper[P, R]):

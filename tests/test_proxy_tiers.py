@@ -33,13 +33,13 @@ from cacheplug import (
     cached,
 )
 from cacheplug.faults import FAULT_LOG_INTERVAL, FaultLedger
-from cacheplug.tiers import AsyncTier, CountsDamage, HasVersions, KeyListing, SelfChecking
+from cacheplug.tiers import AsyncTier, CountsDamage, HasVersions, KeyListing, Measured, SelfChecking
 from cacheplug.tiers.capabilities import OPTIONAL_MEMBERS
 from tests.conftest import FakeClock
 from tests.tier_doubles import BrokenTier, CountingTier, FailingStore, Gate, GatedTier, TierOnly
 
 KEY = "|k:key"
-CAPABILITIES = (HasVersions, SelfChecking, KeyListing, CountsDamage, AsyncTier)
+CAPABILITIES = (HasVersions, SelfChecking, KeyListing, CountsDamage, Measured, AsyncTier)
 
 
 def _entry(value: Any) -> Entry:
@@ -131,12 +131,13 @@ def test_a_proxy_has_exactly_the_capabilities_of_its_tier(disk: DiskTier, tmp_pa
                     assert isinstance(proxy, capability) == isinstance(tier, capability), (proxy, capability)
     finally:
         async_disk.close()
-    assert not any(isinstance(MemoryTier(), capability) for capability in CAPABILITIES)
+    assert [c for c in CAPABILITIES if isinstance(MemoryTier(), c)] == [Measured]
     assert [c for c in CAPABILITIES if isinstance(disk, c)] == [
         HasVersions,
         SelfChecking,
         KeyListing,
         CountsDamage,
+        Measured,
     ]
 
 

@@ -18,9 +18,11 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from .. import invalidation as inv
+from ..statistics import FunctionStats
 from ..tiers.memory import MemoryTier, Shelf
-from .calls import _EMPTY_SHELF, Binding, Tally
+from .calls import _EMPTY_SHELF, Binding, Meter
 from .judge import Judge
+from .stats import tier_names
 
 if TYPE_CHECKING:
     from .facade import Cache
@@ -62,14 +64,14 @@ def _share(memory: MemoryTier, name: Any, binding: Binding) -> None:
         Judge.unshortcut(other)
 
 
-def _retire(owner_ref: Any, hits: Tally, misses: Tally) -> None:
+def _retire(owner_ref: Any, ident: str, meter: Meter) -> None:
     """A function object was garbage-collected: keep its counts.
 
     Runs inside the garbage collector, in any thread: takes no lock that could be held.
     """
     owner = owner_ref()
     if owner is not None:
-        owner.retired.append((hits.value, misses.value))
+        owner.retired.append((ident, meter))
 
 
 def _forget_shelf(memory_ref: Any, name: Any) -> None:
@@ -96,8 +98,10 @@ class Bindings:
         # the cache never keeps a dropped function (nor its memory shelf) alive.
         self._direct: dict[str, Binding] = {}
         self._functions: weakref.WeakKeyDictionary[Any, Binding] = weakref.WeakKeyDictionary()
-        self.retired: collections.deque[tuple[int, int]] = collections.deque()
-        self._retired_counts = [0, 0]
+        self.retired: collections.deque[tuple[str, Meter]] = collections.deque()
+        # The counters of garbage-collected functions, folded by function (see stats).
+        self.gone: dict[str, FunctionStats] = {}
+        self._fold_lock = threading.Lock()
 
     def get(
         self, ident: str, meta: Any, static_tags: Iterable[str] = (), relevance: Iterable[str] | None = None
@@ -112,11 +116,12 @@ class Bindings:
         found = self._direct.get(ident) if meta is None else self._functions.get(meta)
         if found is not None:
             return found
+        if self.retired:  # fold the counters of collected functions: their meters can go
+            self.fold_retired(tier_names(self._cache))
         with self._lock:
             found = self._direct.get(ident) if meta is None else self._functions.get(meta)
             if found is not None:
                 return found
-            self.fold_retired()
             return self._make(ident, meta, static_tags, relevance)
 
     def _make(
@@ -139,7 +144,7 @@ class Bindings:
             return found
         found.local = bool(meta.local)
         self._functions[meta] = found
-        weakref.finalize(meta, _retire, weakref.ref(self), found.hits, found.misses).atexit = False
+        weakref.finalize(meta, _retire, weakref.ref(self), ident, found.meter).atexit = False
         if self._memory is not None:
             weakref.finalize(meta, _forget_shelf, weakref.ref(self._memory), name).atexit = False
             _share(self._memory, name, found)
@@ -148,14 +153,16 @@ class Bindings:
     def all(self) -> list[Binding]:
         return [*self._direct.values(), *list(self._functions.values())]
 
-    def fold_retired(self) -> list[int]:
-        """Hits and misses of garbage-collected functions, summed (kept for ``stats()``)."""
-        retired, counts = self.retired, self._retired_counts
-        while retired:
-            gone_hits, gone_misses = retired.popleft()
-            counts[0] += gone_hits
-            counts[1] += gone_misses
-        return counts
+    def fold_retired(self, tier_names: list[str]) -> dict[str, FunctionStats]:
+        """The counters of garbage-collected functions, summed per function ident."""
+        with self._fold_lock:
+            retired, gone = self.retired, self.gone
+            while retired:
+                ident, meter = retired.popleft()
+                reading = meter.read(ident, tier_names)
+                folded = gone.get(ident)
+                gone[ident] = reading if folded is None else folded.plus(reading)
+            return dict(gone)
 
     def drop_shelves(self) -> None:
         """Empty the memory shelf of every binding (O(bindings))."""

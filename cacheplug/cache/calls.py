@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any
 from .. import invalidation as inv
 from ..envelope import Entry
 from ..errors import ConfigurationError
+from ..histogram import Histogram
+from ..statistics import FunctionStats
 from ..tiers.memory import Shelf
 
 if TYPE_CHECKING:
@@ -25,7 +27,7 @@ if TYPE_CHECKING:
 
     from .facade import Cache
 
-__all__ = ["Binding", "CacheStats", "Pending", "Tally"]
+__all__ = ["Binding", "Meter", "Pending", "Tally"]
 
 
 # The shelf of a binding without a memory tier: always empty (the fast path finds nothing
@@ -47,16 +49,6 @@ class Tally:
         return int(repr(self.counter)[6:-1])
 
 
-class CacheStats(dict[str, Any]):
-    """A snapshot of a cache's counters (a ``dict`` with attribute access)."""
-
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return self[name]
-        except KeyError:
-            raise AttributeError(name) from None
-
-
 def _ttl_seconds(ttl: Any, what: str) -> float | None:
     if ttl is None:
         return None
@@ -67,6 +59,66 @@ def _ttl_seconds(ttl: Any, what: str) -> float | None:
             f"{what} must be None, a number of seconds >= 0 or a datetime.timedelta, got {ttl!r}"
         )
     return float(ttl)
+
+
+class Meter:
+    """One function's counters in one cache: exact outcome tallies and latency histograms.
+
+    ``hits`` counts every hit (the memory hits are those no shared tier answered);
+    ``misses`` every lookup that computed, ``errors`` the computations that raised (so the
+    outcome "miss" is ``misses - errors``); ``tier_hits[i]``: hits of shared tier ``i``.
+    ``latency[0]``: sampled memory hits, ``latency[1 + i]``: hits of shared tier ``i``;
+    ``compute``: every computation that returned. ``sample``: the next general-path memory
+    hit is timed (set by every 64th hit).
+    """
+
+    __slots__ = (
+        "coalesced",
+        "compute",
+        "errors",
+        "hits",
+        "latency",
+        "misses",
+        "sample",
+        "stale",
+        "tier_hits",
+    )
+
+    def __init__(self, tiers: int) -> None:
+        self.hits = Tally()
+        self.misses = Tally()
+        self.errors = Tally()
+        self.stale = Tally()
+        self.coalesced = Tally()
+        self.tier_hits = [Tally() for _ in range(tiers - 1)]
+        self.compute = Histogram()
+        self.latency = [Histogram() for _ in range(tiers)]
+        self.sample = False
+
+    def read(self, name: str, tier_names: list[str]) -> FunctionStats:
+        """A snapshot of these counters; ``tier_names``: the memory tier's (or ``""``), then
+        the shared tiers'."""
+        errors = self.errors.value
+        shared = [tally.value for tally in self.tier_hits]
+        hits = self.hits.value
+        tier_hits = dict(zip(tier_names[1:], shared, strict=True))
+        latency = {}
+        for tier, histogram in zip(tier_names, self.latency, strict=True):
+            if tier:
+                latency[tier] = histogram.read()
+        if tier_names[0]:
+            tier_hits = {tier_names[0]: hits - sum(shared), **tier_hits}
+        return FunctionStats(
+            name=name or "<direct>",
+            hits=hits,
+            misses=max(self.misses.value - errors, 0),
+            stale=self.stale.value,
+            coalesced=self.coalesced.value,
+            errors=errors,
+            tier_hits=tier_hits,
+            compute=self.compute.read(),
+            hit_latency=latency,
+        )
 
 
 class Binding:
@@ -85,6 +137,7 @@ class Binding:
         "key_prefix",
         "local",
         "lock",
+        "meter",
         "misses",
         "shelf",
         "signature",
@@ -103,8 +156,10 @@ class Binding:
         self.skeys: dict[Any, str] = {}
         self.fn_tag = inv.fn_tag(cache.namespace, ident)
         self.fa_tag = inv.fn_any_tag(cache.namespace, ident)
-        self.hits = Tally()
-        self.misses = Tally()
+        meter = self.meter = Meter(len(cache.tiering.lower) + 1)
+        # The hit and miss counters are the meter's, named here for the hot paths.
+        self.hits = meter.hits
+        self.misses = meter.misses
         self.warned = False
         # True: the function stays in this process's memory (its key is not stable across
         # processes, e.g. a closure over an unkeyable value); the shared tiers are not used.

@@ -17,6 +17,7 @@ from .. import invalidation as inv
 from ..envelope import MISS, Entry
 from ..faults import FaultLedger
 from ..middleware import Chains, Middleware
+from ..statistics import CacheStats
 from ..tiers.base import Tier
 from ..tiers.capabilities import KeyListing
 from ..tiers.memory import MemoryTier
@@ -25,7 +26,7 @@ from ..versions import Versions
 from . import dependencies as deps
 from . import direct, lifecycle, stats
 from .bindings import Bindings
-from .calls import Binding, CacheStats, Pending, _Read, _ttl_seconds
+from .calls import Binding, Pending, _Read, _ttl_seconds
 from .flow import checked_entry, finish_now, with_run
 from .health import Health
 from .invalidating import Invalidator, check_keys, check_tags
@@ -82,6 +83,10 @@ class Cache:
         )
         self.describe, self.entry_tags = names.describe, names.entry_tags
         self.clock: Callable[[], float] = clock if clock is not None else time.time
+        # What latencies are measured with: the cache's clock when one is given (tests script
+        # durations with it), else time.perf_counter.
+        self.timer: Callable[[], float] = clock if clock is not None else time.perf_counter
+        self._on_close: list[Callable[[], None]] = []
         self._enabled = enabled
         self.chains = Chains(middleware)
         self.middleware = tuple(middleware)
@@ -90,7 +95,7 @@ class Cache:
         shared = [FaultTolerant(t, self.faults) for t in self.tiers[1 if self.memory is not None else 0 :]]
         self.health = Health(self, versions, shared)
         self.judge = Judge(self.health.open(), names.cached_skey, self.faults.report)
-        self.tiering = Tiering(self.memory, shared, self.judge, len(self.tiers))
+        self.tiering = Tiering(self.memory, shared, self.judge, self.timer)
         self.bindings = Bindings(self, self.memory)
         # The parts' own methods, as the cache's: the binding of a function, the judge's
         # verdict on a memory entry, whether the host's invalidations are unreadable.
@@ -98,6 +103,10 @@ class Cache:
         self.invalidator = Invalidator(self, debounce)
         self.direct = self.binding("", None)
         lifecycle.opened(self)
+        for item in self.middleware:
+            attach = getattr(item, "attach", None)
+            if callable(attach):
+                attach(self)  # a middleware that reads the cache (its stats, say) is told which
 
     # -- state ------------------------------------------------------------------------------
 
@@ -150,7 +159,8 @@ class Cache:
 
     def hit(self, binding: Binding, entry: Entry) -> Any:
         """Count a hit, report the read to a capturing computation, return the value."""
-        binding.hits.add()
+        if not binding.hits.add() & 63:
+            binding.meter.sample = True  # time the next memory hit of this function
         if inv.ACTIVE:
             inv.note(_Read(self, entry))
         return entry.value
@@ -270,10 +280,17 @@ class Cache:
         """Counters: hits, misses, per-tier hits, faults, refused stale stores and more."""
         return stats.snapshot(self)
 
+    def on_close(self, callback: Callable[[], None]) -> None:
+        """Call ``callback()`` when this cache closes (a monitor stops its thread so)."""
+        self._on_close.append(callback)
+
     def close(self) -> None:
-        """Close the tiers this cache created and leave the registry of open caches."""
+        """Stop what runs on behalf of this cache, close the tiers it created and leave the
+        registry of open caches."""
         if self.closed:
             return
+        while self._on_close:
+            self._on_close.pop()()
         if self.invalidator.debouncer is not None:
             self.invalidator.debouncer.close()
         self.closed = True

@@ -92,7 +92,10 @@ def call_flow(
         value = yield (COMPUTE, chains.compute, op, None)
     except BaseException:
         inv.capture_end(pending.token)
+        if probe:
+            binding.meter.errors.add()  # the call's outcome: error (see cacheplug.statistics)
         raise
+    binding.meter.compute.record(cache.clock() - pending.start)
     stored, result = (True, value) if keep is None else keep(pending, value)
     yield from finish_flow(cache, pending, value, stored, skey_fn, force)
     return result

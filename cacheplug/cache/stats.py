@@ -1,16 +1,18 @@
-"""A cache's counters, gathered into one snapshot.
+"""A cache's counters, gathered into one typed snapshot (:class:`~cacheplug.CacheStats`).
 
-Counters are exact and cheap: ``itertools.count`` tallies per binding and per shared tier,
-summed when asked. Memory hits are not counted one by one (the fast path stays lean): they
-are the hits no shared tier answered.
+Counters are exact and cheap: ``itertools.count`` tallies and latency histograms per
+binding (one function object in this cache), summed per function name when asked; those of
+garbage-collected functions are folded into their name's record. Memory hits are the hits
+no shared tier answered.
 """
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING
 
-from ..tiers.capabilities import CountsDamage
-from .calls import CacheStats
+from ..statistics import CacheStats, FunctionStats, TierStats
+from ..tiers.capabilities import CountsDamage, Measured
 
 if TYPE_CHECKING:
     from .facade import Cache
@@ -19,18 +21,27 @@ __all__ = ["snapshot"]
 
 
 def snapshot(cache: Cache) -> CacheStats:
-    """Counters: hits, misses, per-tier hits, faults, refused stale stores and more."""
-    counts = cache.bindings.fold_retired()
-    bindings = cache.bindings.all()
-    hits = counts[0] + sum(b.hits.value for b in bindings)
-    misses = counts[1] + sum(b.misses.value for b in bindings)
+    """Every counter of ``cache``, per function and per tier, and their totals."""
+    names = tier_names(cache)
+    functions = dict(cache.bindings.fold_retired(names))
+    for binding in cache.bindings.all():
+        reading = binding.meter.read(binding.ident, names)
+        found = functions.get(reading.name)
+        functions[reading.name] = reading if found is None else found.plus(reading)
+    functions = {name: stats for name, stats in functions.items() if stats.calls or name != "<direct>"}
+    total = FunctionStats("")
+    for stats in functions.values():
+        total = total.plus(stats)
     memory = cache.memory
     damaged = [t for t in cache.tiers if isinstance(t, CountsDamage)]
     return CacheStats(
-        hits=hits,
-        misses=misses,
-        hit_rate=hits / (hits + misses) if hits + misses else 0.0,
-        tier_hits=_tier_hits(cache, hits),
+        hits=total.hits,
+        misses=total.misses,
+        stale=total.stale,
+        coalesced=total.coalesced,
+        errors=total.errors,
+        hit_rate=total.hit_rate,
+        tier_hits={name: total.tier_hits.get(name, 0) for name in names if name},
         entries=len(memory) if memory is not None else 0,
         evictions=memory.evictions if memory is not None else 0,
         faults=cache.faults.counts(),
@@ -41,13 +52,40 @@ def snapshot(cache: Cache) -> CacheStats:
         tampered=sum(t.tampered for t in damaged),
         foreign=sum(t.foreign for t in damaged),
         invalidations=cache.invalidator.count.value,
-        epoch=cache.epoch[0],
+        epoch=max(cache.epoch[0], 0),
+        functions=functions,
+        tiers=_tiers(cache, total),
+        time=cache.clock(),
+        pid=os.getpid(),
+        namespace=cache.namespace,
     )
 
 
-def _tier_hits(cache: Cache, hits: int) -> dict[str, int]:
-    tallies = cache.tiering.tier_hits
-    counts = {t.name: c.value for t, c in zip(cache.tiers, tallies, strict=True)}
-    if cache.memory is not None:
-        counts[cache.memory.name] = hits - sum(counts.values())
-    return counts
+def tier_names(cache: Cache) -> list[str]:
+    """The memory tier's name (``""`` without one), then the shared tiers' names."""
+    return [cache.memory.name if cache.memory is not None else "", *(t.name for t in cache.tiering.lower)]
+
+
+def _tiers(cache: Cache, total: FunctionStats) -> dict[str, TierStats]:
+    faults: dict[str, dict[str, int]] = {}
+    for where, count in cache.faults.counts().items():
+        tier_name, _, op = where.rpartition(".")
+        faults.setdefault(tier_name, {})[op] = count
+    tiers: dict[str, TierStats] = {}
+    memory = cache.memory
+    if memory is not None:
+        entries, size = memory.measure()
+        tiers[memory.name] = TierStats(
+            memory.name,
+            total.tier_hits.get(memory.name, 0),
+            entries,
+            size,
+            memory.evictions,
+            faults.get(memory.name, {}),
+        )
+    for tier in cache.tiering.lower:
+        entries, size = tier.measure() if isinstance(tier, Measured) else (None, None)
+        tiers[tier.name] = TierStats(
+            tier.name, total.tier_hits.get(tier.name, 0), entries, size, None, faults.get(tier.name, {})
+        )
+    return tiers

@@ -54,15 +54,16 @@ class Tiering:
     store_now: Callable[..., None]
     forget_now: Callable[..., None]
 
-    def __init__(self, memory: MemoryTier | None, lower: Sequence[Tier], judge: Judge, tiers: int) -> None:
+    def __init__(
+        self, memory: MemoryTier | None, lower: Sequence[Tier], judge: Judge, timer: Callable[[], float]
+    ) -> None:
         self.memory = memory
         self.lower = list(lower)
         # Whether the async driver has something to await when it reads (a tier with aget).
         self.asynchronous = any(isinstance(tier, AsyncTier) for tier in self.lower)
         self.judge = judge
-        # Hits answered by each shared tier (memory hits are the rest: see stats).
-        self.tier_hits = [Tally() for _ in range(tiers)]
-        self._hits = [tally.add for tally in self.tier_hits[tiers - len(self.lower) :]]
+        # What hit latencies are measured with (the binding's meter holds them).
+        self.timer = timer
         self.stale_sets = Tally()
         self.unserializable = Tally()
 
@@ -83,14 +84,22 @@ class Tiering:
 
     def find(self, binding: Binding, fkey: Hashable, skey_fn: Callable[[], str], now: float) -> Steps:
         """The fresh entry from memory or, below it, from the shared tiers; or ``MISS``."""
-        entry = self.probe(binding, fkey, now)
+        meter = binding.meter
+        if meter.sample:  # every 64th hit asks for the next one to be timed
+            meter.sample = False
+            started = self.timer()
+            entry = self.probe(binding, fkey, now)
+            if entry is not MISS:
+                meter.latency[0].record(self.timer() - started)
+        else:
+            entry = self.probe(binding, fkey, now)
         if entry is MISS and self.lower and not binding.local:
             entry = yield from self.read(binding, fkey, skey_fn(), now)
         return entry
 
     def read(self, binding: Binding, fkey: Hashable, skey: str, now: float) -> Steps:
         """The fresh entry from the tiers below memory, promoted upward, or ``MISS``."""
-        verdict = self.judge.verdict
+        verdict, started = self.judge.verdict, self.timer()
         for i, tier in enumerate(self.lower):
             found = yield (GET, tier, skey, None)
             if found is MISS:
@@ -98,7 +107,9 @@ class Tiering:
             if verdict(found, now, True) is not FRESH:
                 yield (DELETE, tier, skey, None)
                 continue
-            self._hits[i]()
+            meter = binding.meter
+            meter.tier_hits[i].add()
+            meter.latency[1 + i].record(self.timer() - started)
             found.tier = tier.name
             if self.memory is not None:
                 self._promote(binding, fkey, skey, found)

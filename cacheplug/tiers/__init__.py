@@ -6,7 +6,7 @@ around a tier (fault tolerance, circuit breaking) is a proxy tier wrapped around
 
 from .base import Tier
 from .breaker import CircuitBreaker
-from .capabilities import AsyncTier, CountsDamage, HasVersions, KeyListing, SelfChecking
+from .capabilities import AsyncTier, CountsDamage, HasVersions, KeyListing, Measured, SelfChecking
 from .disk import DiskTier
 from .memory import MemoryTier
 from .proxy import FaultTolerant, ProxyTier
@@ -19,6 +19,7 @@ __all__ = [
     "FaultTolerant",
     "HasVersions",
     "KeyListing",
+    "Measured",
     "MemoryTier",
     "ProxyTier",
     "SelfChecking",

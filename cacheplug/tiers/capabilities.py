@@ -24,6 +24,7 @@ __all__ = [
     "CountsDamage",
     "HasVersions",
     "KeyListing",
+    "Measured",
     "SelfChecking",
 ]
 
@@ -81,6 +82,15 @@ class CountsDamage(Protocol):
 
 
 @runtime_checkable
+class Measured(Protocol):
+    """A tier that can tell how many entries and bytes it holds, cheaply (for stats)."""
+
+    def measure(self) -> tuple[int | None, int | None]:
+        """``(entries, bytes)``; ``None`` for what it does not know."""
+        ...
+
+
+@runtime_checkable
 class AsyncTier(Protocol):
     """A tier with native async operations, awaited by the async drivers instead of the sync ones."""
 
@@ -106,6 +116,7 @@ OPTIONAL_MEMBERS: tuple[str, ...] = (
     "corrupt",
     "tampered",
     "foreign",
+    "measure",
     "aget",
     "aset",
     "adelete",

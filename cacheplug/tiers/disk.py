@@ -339,6 +339,12 @@ class DiskTier:
         with sqlite_gate:
             return int(dc.volume())
 
+    def measure(self) -> tuple[int | None, int | None]:
+        """``(entries, bytes)``: the rows and the bytes used on disk (both O(1) in diskcache)."""
+        dc = self._ready()
+        with sqlite_gate:
+            return len(dc), int(dc.volume())
+
     def __len__(self) -> int:
         dc = self._ready()
         with sqlite_gate:

@@ -288,6 +288,10 @@ class MemoryTier:
         """Live entries (O(number of shelves), i.e. of cached functions)."""
         return sum(len(shelf) for shelf in list(self._shelves.values()))
 
+    def measure(self) -> tuple[int | None, int | None]:
+        """``(entries, bytes)``; bytes are estimated only with ``max_bytes`` (else ``None``)."""
+        return len(self), self._bytes if self.max_bytes is not None else None
+
     @property
     def bytes(self) -> int:
         """Estimated bytes held (tracked only when ``max_bytes`` is set, else 0)."""

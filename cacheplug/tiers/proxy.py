@@ -30,7 +30,15 @@ from ..errors import ConfigurationError, SerializationError
 from ..faults import FaultLedger
 from ..versions import Versions
 from .base import Tier
-from .capabilities import OPTIONAL_MEMBERS, AsyncTier, CountsDamage, HasVersions, KeyListing, SelfChecking
+from .capabilities import (
+    OPTIONAL_MEMBERS,
+    AsyncTier,
+    CountsDamage,
+    HasVersions,
+    KeyListing,
+    Measured,
+    SelfChecking,
+)
 
 __all__ = ["FaultTolerant", "ProxyTier"]
 
@@ -108,6 +116,9 @@ class ProxyTier:
     @property
     def foreign(self) -> int:
         return cast(CountsDamage, self.tier).foreign
+
+    def measure(self) -> tuple[int | None, int | None]:
+        return cast(Measured, self.tier).measure()
 
     async def aget(self, key: str) -> Entry | Any:
         return await cast(AsyncTier, self.tier).aget(key)
@@ -210,6 +221,13 @@ class FaultTolerant(ProxyTier):
         except Exception as exc:
             self.ledger.report(self.name, "check", exc)
             return False
+
+    def measure(self) -> tuple[int | None, int | None]:
+        try:
+            return cast(Measured, self.tier).measure()
+        except Exception as exc:
+            self.ledger.report(self.name, "measure", exc)
+            return None, None
 
     async def aget(self, key: str) -> Entry | Any:
         try:
