@@ -1,0 +1,1 @@
+"""Watching caches over time: published snapshots, the monitor (trends, alerts), reports."""
