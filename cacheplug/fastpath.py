@@ -30,6 +30,7 @@ from . import invalidation as inv
 from .cache.calls import _EMPTY_SHELF, Pending
 from .cache.flow import arun, run
 from .envelope import Entry
+from .histogram import SAMPLES_MAX
 
 if TYPE_CHECKING:
     from .cache import Cache
@@ -45,9 +46,12 @@ _NA = type("_NotGiven", (), {"__repr__": lambda self: "<not given>"})()
 _FAST_TYPES = frozenset({int, str, bytes, type(None)})
 _UNCOUNTED = itertools.count()
 
-# Whether generated fast paths time 1 in 64 memory hits (the benchmarks build one without,
-# to measure what the recording costs).
+# Whether generated fast paths time 1 in SAMPLE_EVERY memory hits (the benchmarks build one
+# without, to measure what the recording costs). The hit compares the hit counter's value
+# with ``sample_at`` (a compact-int comparison, a few ns); timing every hit would cost ~70%.
 RECORD_HITS = True
+SAMPLE_EVERY = 64
+_NEVER = 1 << 62
 
 
 def _abort(pending: Pending) -> None:
@@ -119,9 +123,9 @@ if lean:
 
 _SYNC_PROBE = (
     # .get() costs a hit a few ns more than a subscript, and spares every miss a KeyError
-    # (about 300 ns). Every 64th hit sets ``sampling``: the next call is timed (``sampled``).
+    # (about 300 ns). Every 64th hit times one more lookup of its key (``sampled``).
     """\
-{sample}entry = shelf.get(args)
+entry = shelf.get(args)
 if entry is not None:
 """
     + _indent_text(_CHECK, 4)
@@ -150,28 +154,31 @@ def build():
         # new shelf last, so a concurrent hit never pairs an entry of one cache with the epoch
         # of another.
         global shelf, epoch, clock, hits, recheck, fresh, lean, misses, put, ttl, base_tags, judge
-        global errors, record, timer, hit_record, sampling
+        global errors, record, timer, samples, drain, sample_at
         shelf = EMPTY
         lean = False
         epoch, clock, hits, recheck, fresh = new_epoch, new_clock, new_hits, new_recheck, new_fresh
         if new_meter is not None:
-            timer, hit_record = new_meter
+            timer, samples, drain, sample_at = new_meter
         if new_lean is not None:
             misses, errors, record, put, ttl, base_tags, judge = new_lean
-        sampling = False
         shelf = new_shelf
         lean = new_lean is not None
 
-    def sampled(args):
-        # One timed hit (every 64th hit asks for it): the probe again, on the cache's timer.
-        global sampling
-        sampling = False
+    def sampled(args, n):
+        # The hit counter reached sample_at (every 64th hit): how long the lookup takes,
+        # timed once more on the cache's timer (the same lookup and checks, not counted).
+        global sample_at
+        sample_at = n + SAMPLE_EVERY
         started = timer()
-        entry = probe(args)
-        if entry is None:
-            return NA
-        hit_record(timer() - started)
-        return entry.value
+        timed_probe(args)
+        samples.append(timer() - started)
+        if len(samples) >= SAMPLES_MAX:
+            drain()
+
+    def timed_probe(args):
+{timed_probe_8}
+        return None
 
 {call_def}
 
@@ -202,7 +209,6 @@ def build():
 # nor a **kwargs dict, and a missing argument shows up as NA, which is not a fast type.
 _NAMED_CALL = """\
     def __call__(__cp_self, {params}):
-        global sampling
         if {typecheck}:
             args = ({names_tuple})
 {probe_return_12}
@@ -215,7 +221,6 @@ _NAMED_CALL = """\
 # Fallback when a parameter name would shadow a name of the template.
 _POSITIONAL_CALL = """\
     def __call__(__cp_self, {params}*rest, **kwargs):
-        global sampling
         if not kwargs and not rest and {typecheck}:
             args = ({names_tuple})
 {probe_return_12}
@@ -231,7 +236,8 @@ _TEMPLATE_NAMES = frozenset({
     "shelf", "epoch", "clock", "hits", "rebind", "probe", "args", "entry", "type", "recheck",
     "bool", "float", "fresh", "BaseException", "kwargs", "rest", "ENTRY", "capture_set",
     "capture_reset", "lean_end", "lean", "misses", "put", "ttl", "base_tags", "None", "judge",
-    "errors", "record", "timer", "hit_record", "sampling", "sampled",
+    "errors", "record", "timer", "samples", "drain", "sampled", "timed_probe", "SAMPLES_MAX", "len",
+    "sample_at", "SAMPLE_EVERY", "n",
 })  # fmt: skip
 
 
@@ -261,7 +267,8 @@ def lean_cells(core: _CoreBase, cache: Cache, binding: Binding) -> tuple[Any, ..
 
 def meter_cells(cache: Cache, binding: Binding) -> tuple[Any, ...]:
     """What the sampled hit (``sampled`` in the template) needs: the timer and the histogram."""
-    return (cache.timer, binding.meter.latency[0].record)
+    histogram = binding.meter.latency[0]
+    return (cache.timer, histogram.samples, histogram.drain, binding.hits.value + SAMPLE_EVERY - 1)
 
 
 def _indent(text: str, spaces: int) -> str:
@@ -304,18 +311,13 @@ def make_call(core: _Core) -> Callable[..., Any]:
     named = not (_TEMPLATE_NAMES & set(core.names)) and not any(x.startswith("__") for x in core.names)
     names = list(core.names) if named else [f"a{i}" for i in range(n)]
     typecheck = " and ".join(f"type({a}) in FAST" for a in names) or "True"
-    sample = RECORD_HITS
-    count = "if not next_(hits) & 63:\n        sampling = True" if sample else "next_(hits)"
+    count = (
+        "__cp_n = next_(hits)\nif __cp_n >= sample_at:\n    sampled(args, __cp_n)"
+        if RECORD_HITS
+        else "next_(hits)"
+    )
     probe_return = _indent(
-        _SYNC_PROBE.format(
-            found="return entry.value",
-            count=_indent(count, 4).lstrip(),
-            sample="if sampling:\n    __cp_found = sampled(args)\n    if __cp_found is not NA:\n"
-            "        return __cp_found\n"
-            if sample
-            else "",
-        ),
-        12,
+        _SYNC_PROBE.format(found="return entry.value", count=_indent(count, 8).lstrip()), 12
     )
     if named:
         call_def = _NAMED_CALL.format(
@@ -341,6 +343,7 @@ def make_call(core: _Core) -> Callable[..., Any]:
         probe_entry_12=_indent(
             _PROBE.format(found="return entry", absent="return None", count="next_(hits)"), 12
         ),
+        timed_probe_8=_indent(_PROBE.format(found="return entry", absent="return None", count="pass"), 8),
     )
     counter = itertools.count()
     namespace: dict[str, Any] = {
@@ -373,6 +376,7 @@ def make_call(core: _Core) -> Callable[..., Any]:
         "put": None,
         "ttl": None,
         "base_tags": (),
+        "sample_at": _NEVER,
         "judge": None,
         "ENTRY": Entry,
         "capture_set": inv.CAPTURE.set,
@@ -381,8 +385,10 @@ def make_call(core: _Core) -> Callable[..., Any]:
         "errors": counter,
         "record": float,
         "timer": float,
-        "hit_record": float,
-        "sampling": False,
+        "samples": [],
+        "drain": float,
+        "SAMPLES_MAX": SAMPLES_MAX,
+        "SAMPLE_EVERY": SAMPLE_EVERY,
     }
     exec(_compiled(source), namespace)
     sync_call, async_call, rebind = namespace["build"]()

@@ -20,13 +20,17 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["BUCKETS", "Histogram", "Latency", "bucket_bound"]
+__all__ = ["BUCKETS", "SAMPLES_MAX", "Histogram", "Latency", "bucket_bound"]
 
 _PER_OCTAVE = 4
 _LOWEST = -24  # 2**-24 s: 59.6 ns
 _HIGHEST = 8  # 2**8 s: 256 s
 BUCKETS = (_HIGHEST - _LOWEST) * _PER_OCTAVE + 1
 """How many buckets a histogram has (the last one also holds every longer duration)."""
+
+
+SAMPLES_MAX = 256
+"""How many appended samples wait, at most, before the fast path folds them in."""
 
 
 def bucket_bound(index: int) -> float:
@@ -46,13 +50,36 @@ def _index(seconds: float) -> int:
 class Histogram:
     """Durations (seconds) counted in log-scale buckets; safe across threads."""
 
-    __slots__ = ("_counts", "_lock", "_total")
+    __slots__ = ("_counts", "_lock", "_total", "samples")
 
     def __init__(self) -> None:
         # Sparse: a function's durations fill a few buckets (and most functions have few).
         self._counts: dict[int, int] = {}
         self._total = 0.0
         self._lock = threading.Lock()
+        # Durations appended by the hit fast path (``list.append`` is atomic and costs a
+        # tenth of ``record``), folded in by ``drain``: at every read, and by the fast path
+        # when SAMPLES_MAX are waiting.
+        self.samples: list[float] = []
+
+    def drain(self) -> None:
+        """Fold the appended ``samples`` into the buckets (one lock for the whole batch)."""
+        samples = self.samples
+        batch = samples[:]
+        del samples[: len(batch)]  # appends made meanwhile are at the end: kept for next time
+        log2, ceil, last = math.log2, math.ceil, BUCKETS - 1
+        with self._lock:
+            counts = self._counts
+            total = 0.0
+            for seconds in batch:
+                if seconds > 0.0:
+                    total += seconds
+                    index = ceil((log2(seconds) - _LOWEST) * _PER_OCTAVE)
+                    index = 0 if index < 0 else index if index < last else last
+                else:
+                    index = 0
+                counts[index] = counts.get(index, 0) + 1
+            self._total += total
 
     def record(self, seconds: float) -> None:
         """Count one duration."""
@@ -64,6 +91,8 @@ class Histogram:
 
     def read(self) -> Latency:
         """An immutable reading of everything recorded so far."""
+        if self.samples:
+            self.drain()
         with self._lock:
             buckets = tuple(sorted(self._counts.items()))
             total = self._total
