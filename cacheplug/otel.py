@@ -45,7 +45,7 @@ from .histogram import BUCKETS, Latency, bucket_bound
 from .middleware import Middleware, Op
 from .statistics import CacheStats
 
-__all__ = ["METRICS", "SPAN_ATTRIBUTES", "OpenTelemetryMiddleware", "with_tracing"]
+__all__ = ["BOUNDARIES", "METRICS", "SPAN_ATTRIBUTES", "OpenTelemetryMiddleware", "with_tracing"]
 
 FUNCTION = "code.function.name"
 OUTCOME = "cacheplug.outcome"
@@ -74,6 +74,14 @@ try:
     _VERSION: str | None = importlib.metadata.version("cacheplug")
 except importlib.metadata.PackageNotFoundError:  # pragma: no cover - run from a checkout
     _VERSION = None
+
+# The histograms' bucket boundaries (seconds, advised to the SDK): the SDK's defaults
+# (0, 5, 10, ... 10000) suit milliseconds and would put every cache duration in one bucket.
+BOUNDARIES = (
+    *(1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4),
+    *(1e-3, 2.5e-3, 5e-3, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
+"""The bucket boundaries of ``cacheplug.compute.duration`` and ``cacheplug.hit.duration``."""
 
 _NO_LATENCY = Latency()
 # The last bucket holds every duration above 256 s: recorded as its lower bound.
@@ -108,6 +116,15 @@ def _value(index: int) -> float:
     return _TOP if math.isinf(bound) else bound
 
 
+def _histogram(meter: metrics.Meter, name: str, description: str) -> metrics.Histogram:
+    try:
+        return meter.create_histogram(
+            name, unit="s", description=description, explicit_bucket_boundaries_advisory=BOUNDARIES
+        )
+    except TypeError:  # pragma: no cover - opentelemetry-api < 1.23 takes no advice
+        return meter.create_histogram(name, unit="s", description=description)
+
+
 class _Metrics:
     """The instruments of one meter provider and the caches they report on."""
 
@@ -118,13 +135,11 @@ class _Metrics:
         self.caches: weakref.WeakKeyDictionary[Any, dict[tuple[str, str], Latency]] = (
             weakref.WeakKeyDictionary()
         )
-        self.compute = meter.create_histogram(
-            "cacheplug.compute.duration", unit="s", description="Duration of each computation (miss)"
-        )
-        self.hit = meter.create_histogram(
+        self.compute = _histogram(meter, "cacheplug.compute.duration", "Duration of each computation (miss)")
+        self.hit = _histogram(
+            meter,
             "cacheplug.hit.duration",
-            unit="s",
-            description="Duration of the sampled hits (every shared-tier hit, 1 in 64 memory hits)",
+            "Duration of the sampled hits (every shared-tier hit, 1 in 64 memory hits)",
         )
         meter.create_observable_counter(
             "cacheplug.calls", [self.observe_calls], unit="{call}", description="Calls by outcome and tier"

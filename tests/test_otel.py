@@ -29,7 +29,7 @@ from opentelemetry.trace import StatusCode
 
 from cacheplug import Cache, ConfigurationError, DiskTier, MemoryTier, cached
 from cacheplug.histogram import bucket_bound
-from cacheplug.otel import METRICS, OpenTelemetryMiddleware
+from cacheplug.otel import BOUNDARIES, METRICS, OpenTelemetryMiddleware
 from tests.conftest import FakeClock
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -72,6 +72,8 @@ class Points:
                     for point in metric.data.data_points:
                         key = tuple(sorted(point.attributes.items()))  # type: ignore[union-attr]
                         assert key not in values, (metric.name, key)
+                        if hasattr(point, "explicit_bounds"):
+                            assert tuple(point.explicit_bounds) == BOUNDARIES, metric.name
                         value = getattr(point, "value", None)
                         values[key] = (point.count, point.sum) if value is None else value  # type: ignore[union-attr]
         return out
