@@ -13,7 +13,6 @@ import math
 import os
 import subprocess
 import sys
-import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -512,8 +511,7 @@ def test_a_cache_no_longer_referenced_is_not_reported(points: Points, spans: Spa
 
 # -- the shorthands, with the global providers (a subprocess each) ------------------------------
 
-_SCRIPT = """
-import json, os, sys
+_PROVIDERS = """
 from opentelemetry import metrics, trace
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
@@ -526,34 +524,43 @@ provider = TracerProvider()
 provider.add_span_processor(SimpleSpanProcessor(exporter))
 trace.set_tracer_provider(provider)
 metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))
+"""
 
+_CACHE = """
 import cacheplug
 from cacheplug import Cache, MemoryTier, cached
 
 cache = {cache}
+"""
+
+_CALLS = """
+import json
 
 @cached(60, cache=cache)
 def f(x):
     return x
 
 f(1); f(1)
-points = {{}}
+points = {}
 for rm in reader.get_metrics_data().resource_metrics:
     for sm in rm.scope_metrics:
         for m in sm.metrics:
             for p in m.data.data_points:
                 if m.name == "cacheplug.calls" and p.value:
                     points[p.attributes["cacheplug.outcome"]] = p.value
-print(json.dumps({{
+print(json.dumps({
     "spans": [(s.name, dict(s.attributes)) for s in exporter.get_finished_spans()],
     "calls": points,
     "kinds": sorted(type(m).__name__ for m in (cache or cacheplug.get_cache()).middleware),
-}}))
+}))
 """
 
 
-def _run(cache: str, **env: str) -> dict[str, Any]:
-    source = textwrap.dedent(_SCRIPT).format(cache=cache)
+def _run(cache: str, *, late: bool = False, **env: str) -> dict[str, Any]:
+    """Run the calls in a subprocess with the global providers set before the cache is
+    built (or after it, ``late``: the middleware's instruments and tracer then follow)."""
+    built = _CACHE.format(cache=cache)
+    source = (built + _PROVIDERS if late else _PROVIDERS + built) + _CALLS
     done = subprocess.run(
         [sys.executable, "-c", source],
         capture_output=True,
@@ -581,12 +588,21 @@ def _expected(name: str) -> dict[str, Any]:
     }
 
 
-def test_cache_tracing_true_uses_the_global_providers() -> None:
-    assert _run("Cache([MemoryTier()], tracing=True)") == _expected("__main__.f")
+@pytest.mark.parametrize("late", [False, True], ids=["providers-first", "providers-later"])
+def test_cache_tracing_true_uses_the_global_providers(late: bool) -> None:
+    assert _run("Cache([MemoryTier()], tracing=True)", late=late) == _expected("__main__.f")
 
 
 def test_cacheplug_otel_true_traces_the_default_cache(tmp_path: Path) -> None:
     found = _run("None", CACHEPLUG_OTEL="true", CACHEPLUG_TIERS="memory", CACHEPLUG_DIR=str(tmp_path))
+    assert found == _expected("__main__.f")
+    found = _run(
+        "cacheplug.get_cache()",
+        late=True,
+        CACHEPLUG_OTEL="1",
+        CACHEPLUG_TIERS="memory",
+        CACHEPLUG_DIR=str(tmp_path),
+    )
     assert found == _expected("__main__.f")
 
 
