@@ -92,6 +92,22 @@ TARGETS = [
         "#7",
     ),
     _T("hit, miss-only middleware / no middleware", "mw_hit.cacheplug", "mw_hit.none", "<=", 1.05, "#7"),
+    _T(
+        "hit, OTel middleware (SDK, trace_hits=0) / none",
+        "otel_hit.cacheplug",
+        "otel_hit.none",
+        "<=",
+        1.10,
+        "#8",
+    ),
+    _T(
+        "miss, OTel middleware (SDK span+histogram) / none",
+        "otel_miss.cacheplug",
+        "otel_miss.none",
+        "<=",
+        None,
+        "#8",
+    ),
     _T("disk hit vs diskcache get", "disk_hit.cacheplug", "disk_hit.diskcache_get", "<=", 1.3, "#2"),
     _T(
         "miss, store memory+disk vs diskcache set",

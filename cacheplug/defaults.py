@@ -55,6 +55,7 @@ def _build(**given: Any) -> Cache:
         clock=given.get("clock"),
         middleware=given.get("middleware", ()),
         enabled=settings.enabled,
+        tracing=settings.otel,
     )
     cache._owns_tiers = True
     return cache

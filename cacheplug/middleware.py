@@ -32,7 +32,7 @@ __all__ = ["KINDS", "Chains", "Middleware", "Op", "compose"]
 
 OpKind = Literal["get", "set", "compute", "invalidate"]
 KINDS: tuple[OpKind, ...] = ("get", "compute", "set", "invalidate")
-Outcome = Literal["hit", "miss", "stale", "error"]
+Outcome = Literal["hit", "miss", "stale", "coalesced", "error"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,6 +14,8 @@ and the default cache built from the settings live in ``cacheplug.tiers.defaults
 ``CACHEPLUG_ENABLED``      ``false`` turns every ``@cached`` into a pass-through
 ``CACHEPLUG_SECRET``       secret(s) signing shared-tier entries, comma-separated: the
                            first signs, all verify (rotation)
+``CACHEPLUG_OTEL``         ``true``: the default cache reports to OpenTelemetry
+                           (``Cache(tracing=True)``, global providers)
 =========================  ==========================================================
 
 The default directory is ``<user cache dir>/cacheplug/<project>-<hash>``, where the
@@ -46,6 +48,7 @@ KNOWN_VARIABLES = (
     "CACHEPLUG_TIERS",
     "CACHEPLUG_ENABLED",
     "CACHEPLUG_SECRET",
+    "CACHEPLUG_OTEL",
 )
 # Read by cacheplug's own test suite and benchmarks, never by the library: not typos.
 _TEST_VARIABLES = ("CACHEPLUG_REQUIRE_SERVICES", "CACHEPLUG_MODEL_EXAMPLES", "CACHEPLUG_STRESS_SECONDS")
@@ -65,6 +68,7 @@ class Settings:
     tiers: tuple[str, ...]
     enabled: bool
     secret: tuple[str, ...] | None
+    otel: bool = False
 
 
 def _env(name: str) -> str | None:
@@ -156,15 +160,15 @@ def _parse_tiers(raw: str | None, source: str) -> tuple[str, ...]:
     return names
 
 
-def _env_enabled() -> bool:
-    raw = _env("CACHEPLUG_ENABLED")
+def _env_flag(name: str, default: bool) -> bool:
+    raw = _env(name)
     if raw is None:
-        return True
+        return default
     if raw.lower() in _TRUE:
         return True
     if raw.lower() in _FALSE:
         return False
-    raise ConfigurationError(f"CACHEPLUG_ENABLED={raw!r}: use true or false")
+    raise ConfigurationError(f"{name}={raw!r}: use true or false")
 
 
 def settings_from_env(
@@ -189,8 +193,9 @@ def settings_from_env(
         if tiers is not None
         else _parse_tiers(_env("CACHEPLUG_TIERS"), "CACHEPLUG_TIERS")
     )
-    on = enabled if enabled is not None else _env_enabled()
+    on = enabled if enabled is not None else _env_flag("CACHEPLUG_ENABLED", True)
     secrets = parse_secret(secret, "configure(secret=...)") if secret is not None else _env_secret()
+    otel = _env_flag("CACHEPLUG_OTEL", False)
     explicit_dir = _env("CACHEPLUG_DIR")
     if explicit_dir and not directory and secrets is None:
         problem = directory_problem(os.path.abspath(explicit_dir))
@@ -208,4 +213,5 @@ def settings_from_env(
         tiers=names,
         enabled=on,
         secret=secrets,
+        otel=otel,
     )

@@ -20,8 +20,9 @@ def test_every_extra_installs_something_the_package_uses() -> None:
     extras = _setup_cfg()["options.extras_require"]
     for name, requirements in extras.items():
         assert requirements.strip(), f"the extra {name!r} installs nothing"
-    # No tier, integration or CLI ships yet that an extra would be for: only the dev extra.
-    assert set(extras) == {"dev"}
+    # No tier, integration or CLI ships yet that an extra would be for: the dev extra, and
+    # otel (the SDK and the OTLP exporter, for cacheplug.otel).
+    assert set(extras) == {"dev", "otel"}
 
 
 def test_the_description_names_only_tiers_that_exist() -> None:

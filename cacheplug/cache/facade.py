@@ -52,7 +52,9 @@ class Cache:
     or a sequence: the first signs, all verify) signs the entries of the disk tier the cache
     builds when ``tiers`` is not given (default: ``CACHEPLUG_SECRET``). ``versions``: the
     version store to judge entries against (default: the shared tier's, else the memory
-    tier's, else a new in-process one). Use as a context manager to close it.
+    tier's, else a new in-process one). ``tracing=True`` appends a
+    :class:`~cacheplug.otel.OpenTelemetryMiddleware` on the global OpenTelemetry providers.
+    Use as a context manager to close it.
     """
 
     def __init__(
@@ -67,8 +69,13 @@ class Cache:
         debounce: float | None = None,
         secret: str | Sequence[str] | None = None,
         versions: Versions | None = None,
+        tracing: bool = False,
     ) -> None:
         lifecycle.check_arguments(namespace, clock, versions)
+        if tracing:
+            from ..otel import with_tracing  # deferred: opentelemetry is imported only when asked
+
+            middleware = with_tracing(middleware)
         self._owns_tiers = tiers is None
         self.tiers: list[Tier] = lifecycle.resolve_tiers(tiers, secret)
         self.memory: MemoryTier | None = self.tiers[0] if isinstance(self.tiers[0], MemoryTier) else None

@@ -87,7 +87,7 @@ def call_flow(
             return value if on_hit is None else on_hit(value)
         binding.misses.add()
     pending = Pending(binding, fkey, None, tags_fn(), ttl, cache.epoch[0], cache.clock())
-    op = None if chains.compute is None else cache.describe("compute", binding, skey_fn())
+    op = None if chains.compute is None else cache.describe("compute", binding, skey_fn(), pending.tags)
     try:
         value = yield (COMPUTE, chains.compute, op, None)
     except BaseException:
