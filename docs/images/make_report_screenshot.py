@@ -150,6 +150,8 @@ def main() -> None:
                 "--no-sandbox",
                 "--disable-gpu",
                 "--hide-scrollbars",
+                "--run-all-compositor-stages-before-draw",
+                "--virtual-time-budget=5000",
                 f"--user-data-dir={profile}",
                 f"--screenshot={HERE / 'report.png'}",
                 "--window-size=1200,1600",
