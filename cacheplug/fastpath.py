@@ -176,6 +176,7 @@ def build():
 {call_def}
 
     def probe(args):
+        global sampling
 {unpack_4}
         if {typecheck}:
 {probe_entry_12}
@@ -183,7 +184,7 @@ def build():
 
     async def _acall(args, kwargs):
         if not kwargs and len(args) == {n}:
-            entry = probe(args)
+{asample_12}            entry = probe(args)
             if entry is not None:
                 return entry.value
         flow = start(args, kwargs)
@@ -338,9 +339,16 @@ def make_call(core: _Core) -> Callable[..., Any]:
         call_def=call_def,
         typecheck=typecheck,
         unpack_4=_indent(unpack, 8),
-        probe_entry_12=_indent(
-            _PROBE.format(found="return entry", absent="return None", count="next_(hits)"), 12
-        ),
+        # The async hit counts (and asks for the next timed hit) in the probe; ``sampled``
+        # runs the probe too, its hit never being a 64th one that asks again.
+        probe_entry_12=_indent(_PROBE.format(found="return entry", absent="return None", count=count), 12),
+        asample_12=_indent(
+            "if sampling:\n    found = sampled(args)\n    if found is not NA:\n        return found\n"
+            if sample
+            else "",
+            12,
+        )
+        + ("\n" if sample else ""),
     )
     counter = itertools.count()
     namespace: dict[str, Any] = {
