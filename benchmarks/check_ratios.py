@@ -92,6 +92,14 @@ TARGETS = [
         "#7",
     ),
     _T("hit, miss-only middleware / no middleware", "mw_hit.cacheplug", "mw_hit.none", "<=", 1.05, "#7"),
+    _T(
+        "memory hit, stats recording / without",
+        "stats_hit.recording",
+        "stats_hit.bare",
+        "<=",
+        1.10,
+        "#8",
+    ),
     _T("disk hit vs diskcache get", "disk_hit.cacheplug", "disk_hit.diskcache_get", "<=", 1.3, "#2"),
     _T(
         "miss, store memory+disk vs diskcache set",
