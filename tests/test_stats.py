@@ -43,6 +43,7 @@ from cacheplug.envelope import Entry
 from cacheplug.histogram import BUCKETS, Histogram, bucket_bound
 
 from .conftest import FakeClock
+from .tier_doubles import Gate, GatedTier, wait
 
 THREADS = 8
 CALLS = 10_000  # per thread
@@ -183,6 +184,44 @@ def test_counters_reconcile_after_threads(cache: Cache) -> None:
     assert sum(stats.tier_hits.values()) == stats.hits
     assert {t: stats.tiers[t].hits for t in tier_names} == stats.tier_hits
     assert stats.hit_rate == pytest.approx(stats.hits / stats.calls)
+
+
+class Shared(ProxyTier):
+    """A memory tier standing in for a second shared tier (the one above the disk)."""
+
+
+def test_a_snapshot_during_a_shared_tier_hit_is_consistent(clock: FakeClock, disk_dir: Path) -> None:
+    upper_store = MemoryTier()
+    upper = Shared(upper_store)
+    upper.name, upper.shared = "upper", True
+    gate = Gate()
+    disk = DiskTier(disk_dir)
+    with Cache([MemoryTier(), GatedTier(upper, gate), disk], clock=clock) as cache:
+
+        @cached(300, cache=cache)
+        def f(i: int) -> int:
+            return i
+
+        f(1)
+        (skey,) = [k for k in disk.keys() if "(i1)" in k]  # noqa: SIM118 - a tier, not a dict
+        assert cache.memory is not None
+        cache.memory.clear()
+        upper_store.clear()
+        # The disk answers; the call stops while it copies the entry into the tier above.
+        gate.arm(("set", skey))
+        caller = threading.Thread(target=f, args=(1,))
+        caller.start()
+        try:
+            wait(gate.reached, "the promotion into the upper tier")
+            during = cache.stats()
+        finally:
+            gate.release.set()
+            caller.join(JOIN)
+        fs = during.functions[_name(f)]
+        assert fs.tier_hits == {"memory": 0, "upper": 0, "disk": 1} and fs.hits == 1
+        assert CacheStats.from_dict(json.loads(json.dumps(during.to_dict()))) == during
+        assert _stats_of(cache, f).tier_hits == {"memory": 0, "upper": 0, "disk": 1}
+    disk.close()
 
 
 # -- latencies on the fake clock ----------------------------------------------------------------
