@@ -108,6 +108,14 @@ TARGETS = [
         None,
         "#8",
     ),
+    _T(
+        "memory hit, stats recording / without",
+        "stats_hit.recording",
+        "stats_hit.bare",
+        "<=",
+        1.10,
+        "#8",
+    ),
     _T("disk hit vs diskcache get", "disk_hit.cacheplug", "disk_hit.diskcache_get", "<=", 1.3, "#2"),
     _T(
         "miss, store memory+disk vs diskcache set",

@@ -340,8 +340,9 @@ def make_call(core: _Core) -> Callable[..., Any]:
         call_def=call_def,
         typecheck=typecheck,
         unpack_4=_indent(unpack, 8),
+        # The async hit counts (and takes its 1-in-64 timed lookup) in the probe.
         probe_entry_12=_indent(
-            _PROBE.format(found="return entry", absent="return None", count="next_(hits)"), 12
+            _PROBE.format(found="return entry", absent="return None", count=_indent(count, 4).lstrip()), 12
         ),
         timed_probe_8=_indent(_PROBE.format(found="return entry", absent="return None", count="pass"), 8),
     )

@@ -3,8 +3,8 @@
 A :class:`Histogram` counts durations in log-scale buckets, 4 per power of two (each bucket's
 upper bound is 2^(1/4), about 19%, above its lower one), from 2^-24 s (60 ns) to 2^8 s
 (256 s); shorter durations land in the first bucket, longer ones in the last. Recording is
-one ``log2`` and one increment under an uncontended lock (about 0.3 µs), so it is done for
-every computation and shared-tier hit, and for 1 in 64 memory hits.
+one bisection of the bounds and one increment under an uncontended lock (about 0.3 µs), so
+it is done for every computation and shared-tier hit, and for 1 in 64 memory hits.
 
 :meth:`Histogram.read` gives a :class:`Latency`: an immutable reading that can be
 subtracted (an interval's durations are ``now.minus(before)``), added (several processes)
@@ -14,6 +14,7 @@ errs high by at most 19%, never low.
 
 from __future__ import annotations
 
+import bisect
 import math
 import threading
 from collections.abc import Iterable, Mapping
@@ -25,7 +26,7 @@ __all__ = ["BUCKETS", "SAMPLES_MAX", "Histogram", "Latency", "bucket_bound"]
 _PER_OCTAVE = 4
 _LOWEST = -24  # 2**-24 s: 59.6 ns
 _HIGHEST = 8  # 2**8 s: 256 s
-BUCKETS = (_HIGHEST - _LOWEST) * _PER_OCTAVE + 1
+BUCKETS = (_HIGHEST - _LOWEST) * _PER_OCTAVE + 2
 """How many buckets a histogram has (the last one also holds every longer duration)."""
 
 
@@ -40,11 +41,15 @@ def bucket_bound(index: int) -> float:
     return float(2.0 ** (_LOWEST + index / _PER_OCTAVE))
 
 
-def _index(seconds: float) -> int:
-    if seconds <= 0.0 or seconds != seconds:
-        return 0
-    index = math.ceil((math.log2(seconds) - _LOWEST) * _PER_OCTAVE)
-    return 0 if index < 0 else index if index < BUCKETS else BUCKETS - 1
+# The finite upper bounds, in index order: a duration's bucket is the first whose bound is at
+# least the duration (a bisection, exact where ``ceil(log2(...))`` can be one ulp off and
+# put a duration just above a bound into the bucket below it, so a percentile read low).
+_BOUNDS = tuple(bucket_bound(i) for i in range(BUCKETS - 1))
+
+
+def _index(seconds: float, _bounds: tuple[float, ...] = _BOUNDS, _find: Any = bisect.bisect_left) -> int:
+    # NaN and durations <= 0 land in bucket 0, longer ones than the last bound in the last.
+    return int(_find(_bounds, seconds)) if seconds == seconds else 0
 
 
 class Histogram:
@@ -67,17 +72,16 @@ class Histogram:
         samples = self.samples
         batch = samples[:]
         del samples[: len(batch)]  # appends made meanwhile are at the end: kept for next time
-        log2, ceil, last = math.log2, math.ceil, BUCKETS - 1
+        find, bounds = bisect.bisect_left, _BOUNDS
         with self._lock:
             counts = self._counts
             total = 0.0
             for seconds in batch:
                 if seconds > 0.0:
                     total += seconds
-                    index = ceil((log2(seconds) - _LOWEST) * _PER_OCTAVE)
-                    index = 0 if index < 0 else index if index < last else last
+                    index = find(bounds, seconds)
                 else:
-                    index = 0
+                    index = 0  # NaN and durations <= 0
                 counts[index] = counts.get(index, 0) + 1
             self._total += total
 
@@ -161,21 +165,36 @@ class Latency:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Latency:
         """Read back :meth:`to_dict`'s form (``ValueError`` when it is malformed)."""
-        try:
-            buckets = _checked_buckets(data.get("buckets", ()))
-            count, total = int(data.get("count", 0)), float(data.get("total", 0.0))
-        except (TypeError, AttributeError) as exc:
-            raise ValueError(f"not a latency reading: {data!r}") from exc
-        if count != sum(n for _, n in buckets) or total < 0:
-            raise ValueError(f"inconsistent latency reading: {data!r}")
-        return cls(count, total, buckets)
+        if not isinstance(data, Mapping):
+            raise ValueError(f"a latency reading must be a mapping, got {data!r}")
+        count, total, raw = data.get("count", 0), data.get("total", 0.0), data.get("buckets", ())
+        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+            raise ValueError(f"a latency reading's 'count' must be an int >= 0, got {count!r}")
+        if (
+            isinstance(total, bool)
+            or not isinstance(total, (int, float))
+            or not 0 <= total < math.inf  # NaN fails too
+        ):
+            raise ValueError(f"a latency reading's 'total' must be a finite number >= 0, got {total!r}")
+        if not isinstance(raw, (list, tuple)):
+            raise ValueError(f"a latency reading's 'buckets' must be a list of [index, count], got {raw!r}")
+        buckets = _checked_buckets(raw)
+        if count != sum(n for _, n in buckets):
+            raise ValueError(f"inconsistent latency reading (count is not the buckets' sum): {data!r}")
+        return cls(count, float(total), buckets)
 
 
 def _checked_buckets(raw: Iterable[Any]) -> tuple[tuple[int, int], ...]:
     buckets: list[tuple[int, int]] = []
     for item in raw:
-        index, n = int(item[0]), int(item[1])
+        if (
+            not isinstance(item, (list, tuple))
+            or len(item) != 2
+            or any(isinstance(x, bool) or not isinstance(x, int) for x in item)
+        ):
+            raise ValueError(f"bad bucket {item!r}: a bucket is [index, count], two ints")
+        index, n = item
         if not 0 <= index < BUCKETS or n <= 0 or (buckets and index <= buckets[-1][0]):
-            raise ValueError(f"bad bucket {item!r}")
+            raise ValueError(f"bad bucket {item!r}: indexes in 0..{BUCKETS - 1}, increasing, with counts > 0")
         buckets.append((index, n))
     return tuple(buckets)

@@ -119,9 +119,9 @@ class FunctionStats:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> FunctionStats:
-        """Read back :meth:`to_dict`'s form."""
+        """Read back :meth:`to_dict`'s form; ``ValueError`` when it is malformed."""
         return cls(
-            name=str(data["name"]),
+            name=_name(data, "function"),
             **{name: _count(data, name) for name in ("hits", "misses", "stale", "coalesced", "errors")},
             tier_hits={str(k): _nonnegative(v, k) for k, v in _mapping(data, "tier_hits").items()},
             compute=Latency.from_dict(_mapping(data, "compute")),
@@ -156,9 +156,9 @@ class TierStats:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> TierStats:
-        """Read back :meth:`to_dict`'s form."""
+        """Read back :meth:`to_dict`'s form; ``ValueError`` when it is malformed."""
         return cls(
-            name=str(data["name"]),
+            name=_name(data, "tier"),
             hits=_count(data, "hits"),
             entries=_optional_count(data, "entries"),
             bytes=_optional_count(data, "bytes"),
@@ -245,7 +245,7 @@ class CacheStats(Mapping[str, Any]):
             degraded = data.get("degraded")
             return cls(
                 **counts,
-                hit_rate=float(data.get("hit_rate", 0.0)),
+                hit_rate=_number(data, "hit_rate", 0.0),
                 tier_hits={str(k): _nonnegative(v, k) for k, v in _mapping(data, "tier_hits").items()},
                 faults={str(k): _nonnegative(v, k) for k, v in _mapping(data, "faults").items()},
                 degraded=None if degraded is None else str(degraded),
@@ -253,7 +253,7 @@ class CacheStats(Mapping[str, Any]):
                     str(k): FunctionStats.from_dict(v) for k, v in _mapping(data, "functions").items()
                 },
                 tiers={str(k): TierStats.from_dict(v) for k, v in _mapping(data, "tiers").items()},
-                time=float(data.get("time", 0.0)),
+                time=_number(data, "time", 0.0),
                 namespace=str(data.get("namespace", "")),
             )
         except (KeyError, TypeError, AttributeError) as exc:
@@ -282,6 +282,22 @@ _COUNTS = (
 
 def _summed(a: Mapping[str, int], b: Mapping[str, int]) -> dict[str, int]:
     return {key: a.get(key, 0) + b.get(key, 0) for key in {**a, **b}}
+
+
+def _name(data: Mapping[str, Any], what: str) -> str:
+    if not isinstance(data, Mapping):
+        raise ValueError(f"a {what}'s stats must be a mapping, got {data!r}")
+    name = data.get("name")
+    if not isinstance(name, str):
+        raise ValueError(f"a {what}'s stats need a 'name' (a str), got {name!r}")
+    return name
+
+
+def _number(data: Mapping[str, Any], name: str, default: float) -> float:
+    value = data.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+        raise ValueError(f"{name!r} must be a number, got {value!r}")
+    return float(value)
 
 
 def _mapping(data: Mapping[str, Any], name: str) -> Mapping[str, Any]:

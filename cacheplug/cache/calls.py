@@ -100,7 +100,9 @@ class Meter:
         the shared tiers'."""
         errors = self.errors.value
         shared = [tally.value for tally in self.tier_hits]
-        hits = self.hits.value
+        # A shared tier's hit is counted there first, then as a hit (Cache.hit): one in flight
+        # is a hit already, so that the memory tier's share is never negative.
+        hits = max(self.hits.value, sum(shared))
         tier_hits = dict(zip(tier_names[1:], shared, strict=True))
         latency = {}
         for tier, histogram in zip(tier_names, self.latency, strict=True):

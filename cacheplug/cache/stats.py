@@ -34,6 +34,7 @@ def snapshot(cache: Cache) -> CacheStats:
         total = total.plus(stats)
     memory = cache.memory
     damaged = [t for t in cache.tiers if isinstance(t, CountsDamage)]
+    tiers = _tiers(cache, total)  # first: a tier that cannot be measured counts a fault
     return CacheStats(
         hits=total.hits,
         misses=total.misses,
@@ -54,7 +55,7 @@ def snapshot(cache: Cache) -> CacheStats:
         invalidations=cache.invalidator.count.value,
         epoch=max(cache.epoch[0], 0),
         functions=functions,
-        tiers=_tiers(cache, total),
+        tiers=tiers,
         time=cache.clock(),
         pid=os.getpid(),
         namespace=cache.namespace,
@@ -67,25 +68,25 @@ def tier_names(cache: Cache) -> list[str]:
 
 
 def _tiers(cache: Cache, total: FunctionStats) -> dict[str, TierStats]:
+    memory = cache.memory
+    sizes: dict[str, tuple[int | None, int | None]] = {}
+    if memory is not None:
+        sizes[memory.name] = memory.measure()
+    for tier in cache.tiering.lower:
+        sizes[tier.name] = tier.measure() if isinstance(tier, Measured) else (None, None)
+    # The faults after measuring: a measure that failed is in this snapshot already.
     faults: dict[str, dict[str, int]] = {}
     for where, count in cache.faults.counts().items():
         tier_name, _, op = where.rpartition(".")
         faults.setdefault(tier_name, {})[op] = count
-    tiers: dict[str, TierStats] = {}
-    memory = cache.memory
-    if memory is not None:
-        entries, size = memory.measure()
-        tiers[memory.name] = TierStats(
-            memory.name,
-            total.tier_hits.get(memory.name, 0),
+    return {
+        name: TierStats(
+            name,
+            total.tier_hits.get(name, 0),
             entries,
             size,
-            memory.evictions,
-            faults.get(memory.name, {}),
+            memory.evictions if memory is not None and name == memory.name else None,
+            faults.get(name, {}),
         )
-    for tier in cache.tiering.lower:
-        entries, size = tier.measure() if isinstance(tier, Measured) else (None, None)
-        tiers[tier.name] = TierStats(
-            tier.name, total.tier_hits.get(tier.name, 0), entries, size, None, faults.get(tier.name, {})
-        )
-    return tiers
+        for name, (entries, size) in sizes.items()
+    }
