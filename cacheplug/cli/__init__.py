@@ -1,0 +1,51 @@
+"""The ``cacheplug`` command line (``pip install 'cacheplug[cli]'``; also ``python -m cacheplug``).
+
+:data:`cli` is the click group, so that framework integrations can mount the same commands
+(``flask cacheplug stats``, say); :func:`main` runs it as the console script. The commands
+live by kind: ``read`` (stats, keys, inspect, report), ``admin`` (invalidate, clear: they
+ask for confirmation) and ``live`` (top). Every one takes ``--dir`` (default
+``CACHEPLUG_DIR``, else the project's folder); see docs/cli.md.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+
+import click
+
+from . import admin, live, read
+
+__all__ = ["cli", "main"]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="cacheplug", prog_name="cacheplug")
+@click.option("-v", "--verbose", is_flag=True, help="Also print cacheplug's log warnings (to stderr).")
+def cli(verbose: bool) -> None:
+    """Operate the cacheplug cache of this host: stats, live view, entries, invalidation."""
+    # A failing command explains itself in one line; the library's warnings about the same
+    # fault (logged for services) would repeat it, so they are shown only when asked for.
+    log = logging.getLogger("cacheplug")
+    handler = logging.StreamHandler() if verbose else logging.NullHandler()
+    propagate, log.propagate = log.propagate, False
+    log.addHandler(handler)
+
+    def restore() -> None:  # the group may run inside an application (a framework's CLI)
+        log.removeHandler(handler)
+        log.propagate = propagate
+
+    click.get_current_context().call_on_close(restore)
+
+
+for _command in (read.stats, live.top, read.inspect, read.keys, admin.invalidate, admin.clear, read.report):
+    cli.add_command(_command)
+
+
+def main() -> None:
+    """Run the command line; an OS or SQLite failure no command explained is one line, exit 1."""
+    try:
+        cli.main(prog_name="cacheplug")
+    except (OSError, sqlite3.Error) as exc:
+        click.echo(f"Error: {type(exc).__name__}: {exc}", err=True)
+        raise SystemExit(1) from None
