@@ -13,6 +13,7 @@ import hashlib
 import importlib.util
 import json
 import os
+import pickle
 import pty
 import re
 import select
@@ -30,9 +31,12 @@ from typing import Any
 import pyte
 import pytest
 
+from cacheplug import DiskTier, Entry
+
 ROOT = Path(__file__).resolve().parent.parent
 WRITER = Path(__file__).resolve().parent / "cli_support.py"
 WAIT = 30.0  # seconds: the longest any one exchange with a subprocess may take
+LATENCY = r"\d+\.\d+ (µs|ms|s)"  # how a percentile is shown
 O_N = "O(n) admin operation: reads every entry of the disk tier"
 
 needs_report = pytest.mark.skipif(
@@ -216,7 +220,7 @@ def test_stats_table_shows_totals_functions_and_tiers(writer: Writer, cache_dir:
     )
     rows = {row[0]: row for row in table(result.stdout)}
     assert rows["__main__.price"][:8] == ["__main__.price", "5", "3", "2", "0", "0", "0", "60.0%"]
-    assert re.fullmatch(r"\d+\.\d{3} ms", rows["__main__.price"][9])  # compute p95
+    assert re.fullmatch(LATENCY, rows["__main__.price"][9])  # compute p95
     assert rows["__main__.name_of"][:8] == ["__main__.name_of", "2", "1", "1", "0", "0", "0", "50.0%"]
     assert rows["disk"][:3] == ["disk", "0", "5"]
     assert rows["memory"][:3] == ["memory", "4", "5"]
@@ -384,8 +388,13 @@ def test_invalidate_fails_closed_when_it_cannot_be_recorded(writer: Writer, cach
     assert line.startswith(f"Error: cannot record invalidations in {cache_dir}: ")
 
 
-def test_admin_commands_refuse_a_directory_others_can_write_to(writer: Writer, cache_dir: Path) -> None:
+def test_a_directory_others_can_write_to_shows_no_unsigned_value_and_is_refused(
+    writer: Writer, cache_dir: Path
+) -> None:
     os.chmod(cache_dir, 0o777)
+    doc = json.loads(run_cli("inspect", "user:1", "--json", "--dir", str(cache_dir)).stdout)
+    assert (doc["signature"], doc["value"], doc["tags"]) == ("unsigned", None, ["user:1", "users"])
+    assert doc["withheld"].startswith("unsigned entries are trusted only in a private directory: ")
     line = error_line(run_cli("clear", "--yes", "--dir", str(cache_dir)))
     assert "refusing the disk tier directory" in line and "group- or world-writable" in line
 
@@ -506,7 +515,7 @@ def test_top_in_a_terminal_refreshes_and_quits_on_q(writer: Writer, cache_dir: P
         assert price[1:2] == ["70"]  # calls in the last interval
         assert re.fullmatch(r"\d+\.\d", price[2])  # calls per second
         assert price[3] == "100.0%"
-        assert re.fullmatch(r"\d+\.\d{3} ms", price[4])  # hit p95
+        assert re.fullmatch(LATENCY, price[4])  # hit p95
         assert any(line.startswith(f"cacheplug top  {cache_dir}  1 process") for line in screen.display)
         os.write(master, b"q")
         assert process.wait(timeout=WAIT) == 0
@@ -572,3 +581,45 @@ def test_report_without_publishing_processes_says_what_to_do(writer: Writer, cac
 def test_python_dash_m_and_version() -> None:
     result = run_cli("--version")
     assert result.returncode == 0 and result.stdout.startswith("cacheplug, version ")
+
+
+class _Evil:
+    """A value whose unpickling would run a shell command."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (os.system, (f"touch {self.marker}",))
+
+
+class _RawCodec:
+    """A signed-looking codec that stores prepared bytes: a forged entry with a bad MAC."""
+
+    signed = True
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def dumps(self, entry: Any, key: str) -> bytes:
+        return self.data
+
+    def loads(self, data: bytes, key: str) -> Any:
+        raise AssertionError("never read back here")
+
+
+def test_inspect_and_keys_run_nothing_from_a_forged_signed_entry(tmp_path: Path) -> None:
+    """Metadata of an unverified entry is read without importing anything from its pickle."""
+    marker = tmp_path / "ran"
+    payload = pickle.dumps((_Evil(marker), 1.0, None, 0, ("forged", "\x00ns:"), 0, ""), protocol=5)
+    directory = tmp_path / "forged"
+    tier = DiskTier(directory, codec=_RawCodec(b"CP\x02s" + b"\x01" * 8 + b"\x00" * 32 + payload))
+    tier.set("|k:evil", Entry(None, 1.0, None, 0))
+    tier.close()
+    for secret in (None, "some-secret"):
+        doc = json.loads(run_cli("inspect", "evil", "--json", "--dir", str(directory), secret=secret).stdout)
+        assert (doc["tags"], doc["value"], doc["created"]) == (["forged"], None, 1.0)
+        assert doc["signature"] == ("not checked" if secret is None else "invalid")
+    keys = json.loads(run_cli("keys", "--json", "--dir", str(directory)).stdout)["keys"]
+    assert keys == [{"key": "|k:evil", "tags": ["forged"]}]
+    assert not marker.exists()

@@ -251,8 +251,10 @@ def report(directory: str | None, namespace: str | None, html_path: str | None, 
         )
     built = build_report(series)
     if html_path is not None:
-        from ..observe.html import render_html  # type: ignore[import-not-found,unused-ignore]
-
+        try:
+            from ..observe.html import render_html  # type: ignore[import-not-found,unused-ignore]
+        except ImportError as exc:
+            raise CliError(f"this installation of cacheplug has no HTML report ({exc})") from None
         page = render_html(built)
         try:
             with open(html_path, "w", encoding="utf-8") as out:

@@ -71,6 +71,10 @@ def percent(rate: float) -> str:
 
 
 def percentile_ms(latency: Latency, q: float = 95) -> str:
-    """The ``q``-th percentile of ``latency`` in milliseconds (``-`` when nothing was recorded)."""
+    """The ``q``-th percentile of ``latency``: ``4.2 µs``, ``1.35 ms``, ``2.10 s`` (``-`` if none)."""
     value = latency.percentile(q)
-    return "-" if value is None else f"{value * 1000:.3f} ms"
+    if value is None:
+        return "-"
+    if value < 1e-3:
+        return f"{value * 1e6:.1f} µs"
+    return f"{value * 1e3:.2f} ms" if value < 1 else f"{value:.2f} s"
