@@ -20,9 +20,10 @@ def test_every_extra_installs_something_the_package_uses() -> None:
     extras = _setup_cfg()["options.extras_require"]
     for name, requirements in extras.items():
         assert requirements.strip(), f"the extra {name!r} installs nothing"
-    # No tier, integration or CLI ships yet that an extra would be for: the dev extra, and
-    # otel (the SDK and the OTLP exporter, for cacheplug.otel).
-    assert set(extras) == {"dev", "otel"}
+    # No tier or integration ships yet that an extra would be for: the dev extra, otel (the
+    # SDK and the OTLP exporter, for cacheplug.otel) and cli (click and rich, for cacheplug.cli).
+    assert set(extras) == {"dev", "otel", "cli"}
+    assert {line.split(">=")[0].strip() for line in extras["cli"].split() if line} == {"click", "rich"}
 
 
 def test_the_description_names_only_tiers_that_exist() -> None:
