@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
-import importlib.util
 import json
 import os
 import pickle
@@ -38,10 +37,6 @@ WRITER = Path(__file__).resolve().parent / "cli_support.py"
 WAIT = 30.0  # seconds: the longest any one exchange with a subprocess may take
 LATENCY = r"\d+\.\d+ (µs|ms|s)"  # how a percentile is shown
 O_N = "O(n) admin operation: reads every entry of the disk tier"
-
-needs_report = pytest.mark.skipif(
-    importlib.util.find_spec("cacheplug.observe.report") is None, reason="report module not merged yet"
-)
 
 
 def _env(directory: Path | None = None, secret: str | None = None) -> dict[str, str]:
@@ -557,7 +552,6 @@ def test_top_exits_cleanly_on_ctrl_c(writer: Writer, cache_dir: Path) -> None:
 # -- report --------------------------------------------------------------------------------
 
 
-@needs_report
 def test_report_as_text_json_and_html(writer: Writer, cache_dir: Path, tmp_path: Path) -> None:
     text = run_cli("report", "--dir", str(cache_dir))
     assert text.returncode == 0, text.stderr
@@ -572,7 +566,6 @@ def test_report_as_text_json_and_html(writer: Writer, cache_dir: Path, tmp_path:
     assert "__main__.price" in page.read_text()
 
 
-@needs_report
 def test_report_without_publishing_processes_says_what_to_do(writer: Writer, cache_dir: Path) -> None:
     writer.stop()
     assert "no live process publishes its stats" in error_line(run_cli("report", "--dir", str(cache_dir)))

@@ -17,7 +17,7 @@ from ..histogram import Latency
 from ..observe.publish import Published
 from ..statistics import CacheStats, FunctionStats, TierStats
 
-__all__ = ["hit_latency", "host_series", "merged", "per_interval"]
+__all__ = ["hit_latency", "merged", "per_interval"]
 
 _LOCAL_TIERS = frozenset({"memory"})
 
@@ -95,18 +95,6 @@ def merged(snapshots: Sequence[CacheStats], disk: tuple[int, int] | None = None)
         pid=0,
         namespace=namespaces.pop() if len(namespaces) == 1 else "",
     )
-
-
-def host_series(published: Sequence[Published]) -> list[CacheStats]:
-    """The host's snapshots over time, oldest first: the k-th latest of every process, summed.
-
-    As long as the shortest process history (a process that started later has no older
-    snapshot to add).
-    """
-    if not published:
-        return []
-    depth = min(len(p.snapshots) for p in published)
-    return [merged([p.snapshots[len(p.snapshots) - depth + i] for p in published]) for i in range(depth)]
 
 
 def per_interval(published: Published) -> tuple[dict[str, FunctionStats], float | None]:

@@ -28,7 +28,7 @@ from .common import (
     secret_from_environment,
 )
 from .entries import Decoded, decode
-from .merge import hit_latency, host_series, merged
+from .merge import hit_latency, merged
 from .store import open_rows
 from .text import ago, console, duration, moment, percent, percentile_ms, size
 
@@ -239,11 +239,10 @@ def inspect(key: str, directory: str | None, namespace: str, as_json: bool) -> N
 def report(directory: str | None, namespace: str | None, html_path: str | None, as_json: bool) -> None:
     """The performance report over every live process: text, --json, or an --html page."""
     path = checked_directory(directory)
-    try:
-        from ..observe.report import build_report, render_text  # type: ignore[import-not-found,unused-ignore]
-    except ImportError as exc:
-        raise CliError(f"this installation of cacheplug has no report module ({exc})") from None
-    series = host_series(_published(path, namespace))
+    from ..observe.report import build_report, render_text  # deferred: only this command needs them
+
+    # Every process's window of snapshots: the report groups them by process itself.
+    series = [snapshot for p in _published(path, namespace) for snapshot in p.snapshots]
     if not series:
         raise CliError(
             f"no live process publishes its stats in {path}; start a Monitor in your processes "
@@ -251,10 +250,8 @@ def report(directory: str | None, namespace: str | None, html_path: str | None, 
         )
     built = build_report(series)
     if html_path is not None:
-        try:
-            from ..observe.html import render_html  # type: ignore[import-not-found,unused-ignore]
-        except ImportError as exc:
-            raise CliError(f"this installation of cacheplug has no HTML report ({exc})") from None
+        from ..observe.html import render_html
+
         page = render_html(built)
         try:
             with open(html_path, "w", encoding="utf-8") as out:
