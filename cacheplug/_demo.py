@@ -60,6 +60,31 @@ def main() -> None:
     print(f"  summary:eu                               {cache.get('summary:eu')!r}")
     cache.invalidate(keys=["fx:eur"])  # the rate changed: what was derived from it goes stale
     print(f"  after invalidating fx:eur                {cache.get('summary:eu')!r}")
+    _observed(cache)
+
+
+def _ms(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds * 1e3:.3f} ms"
+
+
+def _observed(cache: cacheplug.Cache) -> None:
+    """What the cache saw: per-function outcomes and latencies, a monitor round, a report."""
+    for i in range(640):
+        sales_report("eu", 2026)  # a burst of hits: 1 in 64 is timed
+    stats = cache.stats()
+    report = stats.functions[f"{__name__}.sales_report"]
+    print("\nwhat this process's cache saw (cache.stats()):")
+    print(
+        f"  sales_report: {report.calls} calls, hit rate {report.hit_rate:.1%}, outcomes {report.outcomes()}"
+    )
+    print(
+        f"  compute p95 {_ms(report.compute.percentile(95))}, "
+        f"memory hit p95 {_ms(report.hit_latency['memory'].percentile(95))} "
+        f"({report.hit_latency['memory'].count} hits timed)"
+    )
+    for name, tier in stats.tiers.items():
+        size = "size not tracked" if tier.bytes is None else f"{tier.bytes:,} bytes"
+        print(f"  tier {name}: {tier.hits} hits, {tier.entries} entries, {size}")
 
 
 if __name__ == "__main__":
