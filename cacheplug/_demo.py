@@ -69,7 +69,7 @@ def _ms(seconds: float | None) -> str:
 
 def _observed(cache: cacheplug.Cache) -> None:
     """What the cache saw: per-function outcomes and latencies, a monitor round, a report."""
-    for i in range(640):
+    for _ in range(640):
         sales_report("eu", 2026)  # a burst of hits: 1 in 64 is timed
     stats = cache.stats()
     report = stats.functions[f"{__name__}.sales_report"]
