@@ -34,6 +34,8 @@ from .histogram import Latency
 from .invalidation import InvalidationRule, batch
 from .keys import CacheKeys
 from .middleware import Middleware, Op
+from .observe.monitor import Monitor, performance_report, start_monitoring
+from .observe.rules import Alert, HitRateBelow, InvalidationRateAbove, LatencyAbove, SizeAbove
 from .registry import RegisteredFunction, cached_functions
 from .statistics import CacheStats, FunctionStats, TierStats
 from .tiers import CircuitBreaker, DiskTier, FaultTolerant, MemoryTier, ProxyTier, Tier
@@ -44,6 +46,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "MISS",
+    "Alert",
     "Cache",
     "CacheInfo",
     "CacheKeys",
@@ -60,16 +63,21 @@ __all__ = [
     "FaultTolerant",
     "ForeignEntryError",
     "FunctionStats",
+    "HitRateBelow",
     "InvalidationError",
+    "InvalidationRateAbove",
     "InvalidationRule",
     "Latency",
+    "LatencyAbove",
     "MemoryTier",
     "Middleware",
+    "Monitor",
     "Op",
     "PickleCodec",
     "ProxyTier",
     "RegisteredFunction",
     "SerializationError",
+    "SizeAbove",
     "TamperedEntryError",
     "Tier",
     "TierStats",
@@ -87,5 +95,7 @@ __all__ = [
     "get_or_compute",
     "invalidate",
     "invalidate_by_write",
+    "performance_report",
     "signals",
+    "start_monitoring",
 ]

@@ -49,6 +49,7 @@ KNOWN_VARIABLES = (
     "CACHEPLUG_ENABLED",
     "CACHEPLUG_SECRET",
     "CACHEPLUG_OTEL",
+    "CACHEPLUG_LATENCY_TARGET_MS",  # read by the monitor's LatencyAbove rule (cacheplug.observe.rules)
 )
 # Read by cacheplug's own test suite and benchmarks, never by the library: not typos.
 _TEST_VARIABLES = ("CACHEPLUG_REQUIRE_SERVICES", "CACHEPLUG_MODEL_EXAMPLES", "CACHEPLUG_STRESS_SECONDS")
