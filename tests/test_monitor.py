@@ -91,6 +91,11 @@ class Calls:
             load(i)
         (self.name,) = cache.stats().functions
 
+    @staticmethod
+    def name_in(cache: Cache) -> str:
+        (name,) = (n for n in cache.stats().functions if n.endswith("Calls.__init__.<locals>.load"))
+        return name
+
     def run(self, hits: int, misses: int) -> None:
         for i in range(hits):
             self.load(i)
@@ -281,7 +286,7 @@ def test_trends_classify_improving_degrading_and_flat_series(cache: Cache, clock
     assert monitor.trend(calls.name) == "improving"
     assert monitor.trend(calls.name, tier="memory") == "improving"
     assert monitor.trend(calls.name, tier="disk") == "stable"
-    assert monitor.trends() == {calls.name: "improving"}
+    assert monitor.trends() == {calls.name: "improving", "memory": "improving", "disk": "stable"}
     assert monitor.trend("nobody.calls.this") == "stable"
 
     for hits in (50, 51, 49, 50, 52, 48, 50, 51, 49, 50) * 4:  # flat, and 40 intervals > 30 read
@@ -462,9 +467,10 @@ def test_reports_cover_another_process_until_it_is_gone(cache: Cache, disk_dir: 
         assert child_name.endswith("child_load") and theirs.functions[child_name].calls == 7
         assert theirs.functions[child_name].hits == 4
         assert own[-1].pid == os.getpid() and child_name not in own[-1].functions
-        if _has_reports():
-            report = cacheplug.performance_report(cache)
-            assert child_name in json.dumps(report, default=str)
+        report = cacheplug.performance_report(cache)
+        assert report["pids"] == sorted([child.pid, os.getpid()])
+        assert report["functions"][child_name]["calls"] == 7
+        assert report["functions"][Calls.name_in(cache)]["calls"] == 5
     finally:
         child.communicate("exit\n", timeout=60)
     assert child.returncode == 0
@@ -482,24 +488,34 @@ def test_start_monitoring_watches_the_default_cache() -> None:
     assert not monitor.running
 
 
-def _has_reports() -> bool:
-    try:
-        import cacheplug.observe.report  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-@pytest.mark.skipif(not _has_reports(), reason="cacheplug.observe.report is not merged yet")
-def test_report_passes_the_window_alerts_and_trends(cache: Cache, clock: FakeClock) -> None:
+def test_report_has_the_window_alerts_and_trends(cache: Cache, clock: FakeClock) -> None:
     calls = Calls(cache)
     monitor = Monitor(cache, rules=[HitRateBelow(0.5)])
     monitor.check()
-    calls.run(hits=0, misses=200)
-    clock.advance(60)
-    monitor.check()
-    assert isinstance(monitor.report(), dict)
-    assert isinstance(cacheplug.performance_report(cache), dict)
+    for hits in (10, 40, 70, 100):
+        calls.run(hits=hits, misses=100 - hits)
+        clock.advance(60)
+        monitor.check()
+    report = monitor.report()
+    assert report["snapshots"] == 5 and report["pids"] == [os.getpid()]
+    assert report["functions"][calls.name]["trend"] == "improving"
+    assert report["tiers"]["memory"]["trend"] == "improving"  # the share of calls memory answered
+    assert report["tiers"]["disk"]["trend"] == "stable"
+    assert [(a["rule"], a["state"]) for a in report["alerts"]] == [
+        ("HitRateBelow", "firing"),
+        ("HitRateBelow", "resolved"),
+    ]
+    points = report["functions"][calls.name]["series"][0]["points"]
+    assert [p["hit_rate"] for p in points] == [0.1, 0.4, 0.7, 1.0]  # per interval
+    json.dumps(report)
+    host = cacheplug.performance_report(cache)  # no other process: this one, published + fresh
+    assert host["pids"] == [os.getpid()] and host["functions"][calls.name]["trend"] == "improving"
+
+
+def test_performance_report_of_the_default_cache() -> None:
+    Calls(cacheplug.get_cache(), warm=3)
+    report = cacheplug.performance_report()
+    assert report["totals"]["calls"] == 3 and report["pids"] == [os.getpid()]
 
 
 @pytest.mark.parametrize(

@@ -23,17 +23,17 @@ import socket
 import threading
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .. import signals
+from ..cache import Cache
+from ..defaults import get_cache
 from ..errors import ConfigurationError
 from ..statistics import CacheStats
 from . import trends as trending
 from .publish import collect, publish, shared_directory, unpublish
+from .report import build_report
 from .rules import Alert, Interval, Rule, checked_rules
-
-if TYPE_CHECKING:
-    from ..cache import Cache
 
 __all__ = ["Monitor", "host_snapshots", "performance_report", "start_monitoring"]
 
@@ -61,9 +61,6 @@ class Monitor:
         clock: Callable[[], float] | None = None,
         window: int = trending.INTERVALS + 1,
     ) -> None:
-        from ..cache import Cache
-        from ..defaults import get_cache
-
         if cache is not None and not isinstance(cache, Cache):
             raise ConfigurationError(
                 f"Monitor(cache=...) takes a cacheplug.Cache (or None for the default cache), got {cache!r}"
@@ -240,9 +237,9 @@ class Monitor:
         return trending.trend(self.window, name, tier)
 
     def trends(self) -> dict[str, trending.Trend]:
-        """Every function's hit-rate trend, by qualified name."""
-        window = self.window
-        return {name: trending.trend(window, name) for name in (window[-1].functions if window else {})}
+        """Every function's hit-rate trend by qualified name, and every tier's (the share of
+        all calls it answered) by tier name."""
+        return trending.every_trend(self.window)
 
     def percentiles(self, name: str, tier: str | None = None) -> dict[str, dict[str, float | None]]:
         """``{"hit": {"p50": s, "p95": s, "p99": s}, "compute": {...}}``: function ``name``'s
@@ -253,9 +250,8 @@ class Monitor:
     def report(self) -> dict[str, Any]:
         """The window as a report dict (see ``cacheplug.observe.report``), with the recent
         alerts and every function's trend."""
-        from .report import build_report  # type: ignore[import-not-found, unused-ignore]
-
-        report: dict[str, Any] = build_report(self.window, alerts=tuple(self._recent), trends=self.trends())
+        alerts = [alert.to_dict() for alert in self._recent]
+        report: dict[str, Any] = build_report(self.window, alerts=alerts, trends=self.trends())
         return report
 
     def __repr__(self) -> str:
@@ -291,13 +287,7 @@ def performance_report(cache: Cache | None = None) -> dict[str, Any]:
     """A report dict (see ``cacheplug.observe.report``) of ``cache`` (default: the default
     cache) in every process of the host: the snapshots the processes published beside its
     disk tier and a fresh one of this process, with this process's trends."""
-    from ..defaults import get_cache
-    from .report import build_report  # type: ignore[import-not-found, unused-ignore]
-
     chosen = cache if cache is not None else get_cache()
     others, own = host_snapshots(chosen)
-    functions = own[-1].functions
-    report: dict[str, Any] = build_report(
-        [*others, *own], trends={name: trending.trend(own, name) for name in functions}
-    )
+    report: dict[str, Any] = build_report([*others, *own], trends=trending.every_trend(own))
     return report
