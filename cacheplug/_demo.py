@@ -8,12 +8,15 @@ derived from it stale. Timings and stats are printed.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+import tempfile
 import time
 
 import cacheplug
 from cacheplug import cached
+from cacheplug.observe.html import render_html
 
 
 @cached(ttl=600, tags=["report:{region}"])
@@ -85,6 +88,24 @@ def _observed(cache: cacheplug.Cache) -> None:
     for name, tier in stats.tiers.items():
         size = "size not tracked" if tier.bytes is None else f"{tier.bytes:,} bytes"
         print(f"  tier {name}: {tier.hits} hits, {tier.entries} entries, {size}")
+
+    # A monitor round: this interval's hit rate of each function against a rule. (A real
+    # service calls monitor.start(): one round per interval in a background thread.)
+    monitor = cacheplug.Monitor(cache, interval=60, rules=[cacheplug.HitRateBelow(0.99, min_calls=1)])
+    monitor.check()  # the baseline
+    for year in range(2000, 2003):
+        sales_report("us", year)  # three misses: the hit rate of this interval drops
+    sales_report("us", 2000)
+    print("\na monitor round (its alerts are logged and sent as cacheplug.signals.alert):")
+    sys.stdout.flush()
+    alerts = monitor.check()
+    print(f"  {len(alerts)} alert(s): {[alert.state for alert in alerts]}")
+    path = os.path.join(tempfile.mkdtemp(prefix="cacheplug-demo-"), "report.html")
+    with open(path, "w", encoding="utf-8") as out:
+        out.write(render_html(monitor.report()))
+    monitor.stop()
+    print(f"HTML report (no network needed): {path}")
+    print("the same from the command line: python -m cacheplug stats / top / report --html out.html")
 
 
 if __name__ == "__main__":
