@@ -20,7 +20,7 @@ from typing import Any
 
 from .histogram import Latency
 
-__all__ = ["OUTCOMES", "CacheStats", "FunctionStats", "TierStats"]
+__all__ = ["OUTCOMES", "SUMMED_COUNTS", "CacheStats", "FunctionStats", "TierStats"]
 
 OUTCOMES = ("hit", "miss", "stale", "coalesced", "error")
 """The outcomes of a call, each counted once per call."""
@@ -261,7 +261,7 @@ class CacheStats(Mapping[str, Any]):
 
 
 _FIELDS = tuple(f.name for f in fields(CacheStats))
-_COUNTS = (
+SUMMED_COUNTS = (
     "hits",
     "misses",
     "stale",
@@ -275,9 +275,9 @@ _COUNTS = (
     "tampered",
     "foreign",
     "invalidations",
-    "epoch",
-    "pid",
 )
+"""The count fields of :class:`CacheStats` that add up across processes."""
+_COUNTS = (*SUMMED_COUNTS, "epoch", "pid")
 
 
 def _summed(a: Mapping[str, int], b: Mapping[str, int]) -> dict[str, int]:

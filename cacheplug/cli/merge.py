@@ -15,7 +15,7 @@ from dataclasses import replace
 
 from ..histogram import Latency
 from ..observe.publish import Published
-from ..statistics import CacheStats, FunctionStats, TierStats
+from ..statistics import SUMMED_COUNTS, CacheStats, FunctionStats, TierStats
 
 __all__ = ["hit_latency", "merged", "per_interval"]
 
@@ -61,24 +61,7 @@ def merged(snapshots: Sequence[CacheStats], disk: tuple[int, int] | None = None)
     for snapshot in snapshots:
         for name, stats in snapshot.functions.items():
             functions[name] = functions[name].plus(stats) if name in functions else stats
-    total = {
-        name: sum(getattr(s, name) for s in snapshots)
-        for name in (
-            "hits",
-            "misses",
-            "stale",
-            "coalesced",
-            "errors",
-            "entries",
-            "evictions",
-            "stale_sets",
-            "unserializable",
-            "corrupt",
-            "tampered",
-            "foreign",
-            "invalidations",
-        )
-    }
+    total = {name: sum(getattr(s, name) for s in snapshots) for name in SUMMED_COUNTS}
     calls = sum(total[k] for k in ("hits", "misses", "stale", "coalesced", "errors"))
     namespaces = {s.namespace for s in snapshots}
     degraded = sorted({s.degraded for s in snapshots if s.degraded is not None})

@@ -13,6 +13,7 @@ import time
 from rich.console import Console
 
 from ..histogram import Latency
+from ..observe.report import format_bytes as size
 
 __all__ = ["ago", "console", "duration", "moment", "percent", "percentile_ms", "size"]
 
@@ -51,18 +52,6 @@ def ago(seconds: float | None, now: float) -> str:
     if seconds is None:
         return "unknown"
     return f"{moment(seconds)} ({duration(now - seconds)} ago)"
-
-
-def size(n: int | None) -> str:
-    """Bytes in a readable unit (``-`` when unknown)."""
-    if n is None:
-        return "-"
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{n} B" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    raise AssertionError("unreachable")
 
 
 def percent(rate: float) -> str:
