@@ -25,6 +25,7 @@ from ..tiers.proxy import FaultTolerant
 from ..versions import Versions
 from . import dependencies as deps
 from . import direct, lifecycle, stats
+from .background import Background
 from .bindings import Bindings
 from .calls import Binding, Pending, _Read, _ttl_seconds
 from .flow import checked_entry, finish_now, with_run
@@ -98,6 +99,8 @@ class Cache:
         self.chains = Chains(middleware)
         self.middleware = tuple(middleware)
         self.faults = FaultLedger(namespace)
+        # Refreshes, early recomputations and warming run here (threads start on first use).
+        self.background = Background(on_error=lambda key, exc: self.faults.report("background", "job", exc))
         self.closed = False
         shared = [FaultTolerant(t, self.faults) for t in self.tiers[1 if self.memory is not None else 0 :]]
         self.health = Health(self, versions, shared)
@@ -298,6 +301,7 @@ class Cache:
             return
         while self._on_close:
             self._on_close.pop()()
+        self.background.close()
         if self.invalidator.debouncer is not None:
             self.invalidator.debouncer.close()
         self.closed = True
