@@ -48,7 +48,7 @@ from __future__ import annotations
 
 import array
 import contextlib
-import itertools
+import heapq
 import logging
 import os
 import threading
@@ -149,8 +149,11 @@ def _mirror(store: LocalVersions | HostVersions | _Rebuilt, seq: int, tags: Iter
     frozen = frozenset(tags)
     mirror = store.mirror
     for tag in frozen:
-        mirror.pop(tag, None)  # inserted last: the mirror stays in the order of its versions
-        mirror[tag] = seq
+        # One store, in place: a reader without the lock sees the old version or the new one,
+        # never no version at all (taking the tag out to re-insert it last let a concurrent
+        # reader judge an entry fresh against a tag it could not see).
+        if mirror.get(tag, 0) < seq:
+            mirror[tag] = seq
         if tag.startswith("\x00k:"):
             store.keyed = True
     store.recent = (*store.recent[1 - _RECENT :], (seq, frozen))
@@ -163,13 +166,14 @@ def _fold(store: LocalVersions | HostVersions | _Rebuilt) -> None:
 
     An entry checked before it is then stale, never judged against a forgotten version: the
     floor rises before a new mirror replaces the old, and readers take the mirror first
-    (``Cache._untouched_since``). A quarter goes at once: O(1) per version recorded.
+    (``Judge.untouched_since``). A quarter goes at once, chosen by version (the mirror is not
+    kept in version order): O(n log n) per fold of n/4 versions, O(log n) per version recorded.
     """
     mirror = store.mirror
     cut = len(mirror) - _MIRROR_MAX * 3 // 4
-    top = max(itertools.islice(mirror.values(), cut))  # max: a crafted snapshot may be unordered
+    top = heapq.nsmallest(cut, mirror.values())[-1]
     store.floor = max(store.floor, top)
-    store.mirror = dict(itertools.islice(mirror.items(), cut, None))
+    store.mirror = {tag: version for tag, version in mirror.items() if version > top}
 
 
 class LocalVersions:
