@@ -144,6 +144,14 @@ def fresh(mirror: dict[str, int], tags: Iterable[str], seq: int) -> bool:
     return True
 
 
+def _counted(record: tuple[str, ...]) -> str:
+    """What an invalidation covers, in words: ``"2 tags and 1 key"`` (keys travel as key tags)."""
+    keys = sum(1 for tag in record if tag.startswith("\x00k:"))
+    tags = len(record) - keys
+    parts = [f"{n} {word}{'s' if n != 1 else ''}" for n, word in ((tags, "tag"), (keys, "key")) if n]
+    return " and ".join(parts) or "nothing"
+
+
 def _mirror(store: LocalVersions | HostVersions | _Rebuilt, seq: int, tags: Iterable[str]) -> None:
     """Record invalidation ``seq`` of ``tags`` in a store's mirror and its recent window."""
     frozen = frozenset(tags)
@@ -270,7 +278,7 @@ class HostVersions(Recovering):
         for tag in record:
             if type(tag) is not str:  # the journal holds JSON lists of str, nothing else
                 raise TypeError(f"tags are str, got {tag!r}")
-        return self._write(f"the invalidation of {len(record)} tag(s)", lambda: self._record(record))
+        return self._write(f"the invalidation of {_counted(record)}", lambda: self._record(record))
 
     def depend(self, derived: str, sources: Iterable[str], expires: float | None = None) -> None:
         edges, expires = checked_edges(derived, sources, expires)

@@ -412,6 +412,24 @@ def test_the_window_is_published_beside_the_disk_tier(cache: Cache, disk_dir: Pa
     assert list((disk_dir / "stats").glob("*.json")) == []
 
 
+def test_two_monitored_caches_of_one_process_publish_apart(
+    clock: FakeClock, disk: DiskTier, disk_dir: Path
+) -> None:
+    """Two namespaces on one directory used to overwrite one file: one cache's figures were lost."""
+    with (
+        Cache([MemoryTier(), disk], clock=clock, namespace="orders") as orders,
+        Cache([MemoryTier(), disk], clock=clock, namespace="users") as users,
+    ):
+        orders.set("k", 1)
+        users.set("k", 2)
+        for made in (orders, users):
+            Monitor(made, interval=30, rules=[]).check()
+        assert sorted(p.namespace for p in [f.latest for f in publish.collect(disk_dir)]) == [
+            "orders",
+            "users",
+        ]
+
+
 def test_a_publishing_fault_is_counted_and_logged_never_raised(
     cache: Cache, disk_dir: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

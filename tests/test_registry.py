@@ -113,3 +113,22 @@ def test_each_decoration_is_one_registration() -> None:
     first, second = cached(shared), cached(version="2")(shared)
     listed = [f.function for f in cached_functions() if f.name == shared.__qualname__]
     assert len(listed) == 2 and listed[0] is first and listed[1] is second
+
+
+class _Outer:
+    @staticmethod
+    @cached
+    def static_above(x: int) -> int:
+        return x
+
+    @classmethod
+    @cached
+    def class_above(cls, x: int) -> int:
+        return x
+
+
+def test_static_and_class_methods_written_above_cached_are_told_apart() -> None:
+    """They were listed as plain methods."""
+    found = _mine()
+    assert found["_Outer.static_above"].kind == "staticmethod"
+    assert found["_Outer.class_above"].kind == "classmethod"

@@ -306,6 +306,7 @@ class Cache:
             self.invalidator.debouncer.close()
         self.closed = True
         lifecycle.closed(self)
+        lifecycle.release_versions(self.judge.versions)
         if self._owns_tiers:
             lifecycle.close_tiers(self.tiers)
 

@@ -170,7 +170,7 @@ class Monitor:
         if self.directory is None:
             return
         try:
-            publish(self.directory, list(self._window), interval=self.interval)
+            publish(self.directory, list(self._window), interval=self.interval, label=self.cache.namespace)
             self._published = True
         except Exception as exc:
             self.publish_faults += 1
@@ -226,7 +226,7 @@ class Monitor:
                 log.warning("cacheplug: the monitor's thread did not stop within %s s", timeout)
         if self._published and self.directory is not None:
             self._published = False
-            unpublish(self.directory)
+            unpublish(self.directory, self.cache.namespace)
 
     # -- reading ----------------------------------------------------------------------------
 

@@ -1,7 +1,7 @@
 """Snapshots published beside the shared tier, so reports and the CLI cover every process.
 
 Each process that monitors a cache writes its recent snapshots to
-``<cache directory>/stats/<host>-<pid>.json`` (the disk tier's directory: ``CACHEPLUG_DIR``
+``<cache directory>/stats/<host>-<pid>[-<namespace>].json`` (the disk tier's directory: ``CACHEPLUG_DIR``
 by default), replacing the file atomically at every interval. The file is JSON, never
 pickled: reading another process's file can run no code, and a malformed or oversized file
 is skipped (and said why), never trusted.
@@ -82,8 +82,11 @@ def shared_directory(tiers: Sequence[Any]) -> str | None:
     return None
 
 
-def _own_name() -> str:
-    return f"{_safe(socket.gethostname())}-{os.getpid()}.json"
+def _own_name(label: str = "") -> str:
+    # One file per process and cache namespace: two monitored caches of one process on one
+    # directory each keep their own.
+    suffix = f"-{_safe(label)}" if label else ""
+    return f"{_safe(socket.gethostname())}-{os.getpid()}{suffix}.json"
 
 
 def _safe(text: str) -> str:
@@ -96,8 +99,11 @@ def publish(
     *,
     interval: float,
     wall: Callable[[], float] = time.time,
+    label: str = "",
 ) -> str:
     """Write this process's ``snapshots`` (oldest first) for cache directory ``directory``.
+
+    ``label`` (the cache's namespace) tells apart the files of several caches of one process.
 
     Returns the file's path. Raises ``OSError`` when it cannot be written (the monitor
     counts and logs that, and goes on).
@@ -116,7 +122,7 @@ def publish(
         "snapshots": [s.to_dict() for s in snapshots],
     }
     data = json.dumps(body, separators=(",", ":"), allow_nan=False).encode()
-    path = os.path.join(folder, _own_name())
+    path = os.path.join(folder, _own_name(label))
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".publishing-", suffix=".json")
     try:
         with os.fdopen(fd, "wb") as out:
@@ -129,10 +135,10 @@ def publish(
     return path
 
 
-def unpublish(directory: str | os.PathLike[str]) -> None:
+def unpublish(directory: str | os.PathLike[str], label: str = "") -> None:
     """Remove this process's file (a monitor that stops)."""
     with contextlib.suppress(OSError):
-        os.unlink(os.path.join(stats_directory(directory), _own_name()))
+        os.unlink(os.path.join(stats_directory(directory), _own_name(label)))
 
 
 def collect(directory: str | os.PathLike[str], *, wall: Callable[[], float] = time.time) -> list[Published]:
