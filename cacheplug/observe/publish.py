@@ -21,7 +21,7 @@ import os
 import socket
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,6 +44,7 @@ log = logging.getLogger("cacheplug")
 
 FORMAT = "cacheplug-stats/1"
 MAX_BYTES = 16 * 2**20
+MAX_ALERTS = 100  # per file: a report shows what fires, not an unbounded list
 """A published file larger than this is skipped (16 MiB)."""
 _AGES_OUT_AFTER = 3  # intervals without a rewrite
 
@@ -58,6 +59,8 @@ class Published:
     interval: float
     snapshots: tuple[CacheStats, ...]
     path: str
+    # The alerts firing in that process when it wrote the file (``Alert.to_dict()`` forms).
+    alerts: tuple[dict[str, Any], ...] = ()
 
     @property
     def latest(self) -> CacheStats:
@@ -100,10 +103,13 @@ def publish(
     interval: float,
     wall: Callable[[], float] = time.time,
     label: str = "",
+    alerts: Sequence[Mapping[str, Any]] = (),
 ) -> str:
     """Write this process's ``snapshots`` (oldest first) for cache directory ``directory``.
 
-    ``label`` (the cache's namespace) tells apart the files of several caches of one process.
+    ``label`` (the cache's namespace) tells apart the files of several caches of one process;
+    ``alerts``: the alerts firing now (``Alert.to_dict()``), so a report from any process
+    shows every process's.
 
     Returns the file's path. Raises ``OSError`` when it cannot be written (the monitor
     counts and logs that, and goes on).
@@ -120,6 +126,7 @@ def publish(
         "written": wall(),
         "interval": float(interval),
         "snapshots": [s.to_dict() for s in snapshots],
+        "alerts": [dict(a) for a in alerts[:MAX_ALERTS]],
     }
     data = json.dumps(body, separators=(",", ":"), allow_nan=False).encode()
     path = os.path.join(folder, _own_name(label))
@@ -186,7 +193,20 @@ def _read(path: str) -> Published | None:
             or not isinstance(interval, (int, float))
         ):
             raise ValueError("pid, written and interval must be numbers")
-        return Published(str(body["host"]), pid, float(written), float(interval), snapshots, path)
+        alerts = body.get("alerts", [])
+        if not isinstance(alerts, list) or not all(
+            isinstance(a, dict) and all(isinstance(k, str) for k in a) for a in alerts
+        ):
+            raise ValueError("alerts must be a list of objects")
+        return Published(
+            str(body["host"]),
+            pid,
+            float(written),
+            float(interval),
+            snapshots,
+            path,
+            tuple(alerts[:MAX_ALERTS]),
+        )
     except FileNotFoundError:
         return None  # removed meanwhile by its process
     except (OSError, ValueError, KeyError, TypeError) as exc:
