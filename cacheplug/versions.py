@@ -46,7 +46,6 @@ tunables and test hooks (``_SNAPSHOT_EVERY``, ``_RECENT``, ``_MIRROR_MAX``, ``_N
 
 from __future__ import annotations
 
-import array
 import contextlib
 import heapq
 import logging
@@ -193,7 +192,10 @@ class LocalVersions:
     floor = 0
 
     def __init__(self) -> None:
-        self.epoch = array.array("q", [0])
+        # A list, not an array: every hit reads epoch[0], and a list subscript is specialised
+        # by the interpreter and returns the stored int (an array builds a new int object
+        # for every read above 256).
+        self.epoch: list[int] = [0]
         self.mirror: dict[str, int] = {}
         self.keyed = False
         self.recent: tuple[tuple[int, frozenset[str]], ...] = ()
