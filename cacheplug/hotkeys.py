@@ -5,8 +5,10 @@ told "key K was hit n times" and answers "which keys are hot now, and how hot". 
 is fixed at construction, however many distinct keys it is told about:
 
 * **Count-min sketch** (Cormode & Muthukrishnan, 2005): ``depth`` rows of ``width``
-  counters; a count is added to one counter per row (chosen by hashing the key with the
-  row's number) and a key's estimate is the smallest of its counters. It never
+  counters (a power of two); a count is added to one counter per row and a key's estimate
+  is the smallest of its counters. The counter is chosen by multiply-shift hashing of the
+  key's ``hash()`` with a different odd multiplier per row (Dietzfelbinger et al., 1997), so
+  the rows are independent even for keys whose hashes are consecutive integers. It never
   underestimates, and overestimates by at most ``e·N/width`` with probability
   ``1 - e^-depth`` (``N``: the total count).
 * **Top-k**: at most ``capacity`` keys with their score. A key not held is admitted when its
@@ -36,9 +38,21 @@ __all__ = ["HotKeys"]
 
 K = TypeVar("K", bound=Hashable)
 
-# The weights are rescaled (the landmark moved) before they reach this: far from overflow,
-# with room for 2^64 hits per counter on top.
-_RESCALE_AT = 2.0**128
+# The weights are rescaled (the landmark moved) before they reach 2 to this power: far from
+# overflow, with room for 2^64 hits per counter on top.
+_RESCALE_AT = 128.0
+_MASK = (1 << 64) - 1
+# Odd 64-bit multipliers, one per row (the first of splitmix64's outputs, made odd).
+_MULTIPLIERS = (
+    0xE220A8397B1DCDAF,
+    0x6E789E6AA1B965F5,
+    0x06C45D188009454F,
+    0xF88BB8A8724C81ED,
+    0x1B39896A51A8749B,
+    0x53CB9F0C747EA2EB,
+    0x2C829ABE1F4532E1,
+    0xC584133AC916AB3D,
+)
 
 
 class HotKeys(Generic[K]):
@@ -57,6 +71,9 @@ class HotKeys(Generic[K]):
         for name, value in (("capacity", capacity), ("width", width), ("depth", depth)):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"HotKeys {name}= must be an int >= 1, got {value!r}")
+        if depth > len(_MULTIPLIERS):
+            raise ValueError(f"HotKeys depth= is at most {len(_MULTIPLIERS)}, got {depth}")
+        width = 1 << (width - 1).bit_length()  # a power of two, for multiply-shift hashing
         if not (isinstance(half_life, (int, float)) and math.isfinite(half_life) and half_life > 0):
             raise ValueError(f"HotKeys half_life= must be a number of seconds > 0, got {half_life!r}")
         self.capacity, self.half_life, self.width, self.depth, self.floor = (
@@ -67,6 +84,8 @@ class HotKeys(Generic[K]):
             floor,
         )
         self._rows = [array("d", bytes(8 * width)) for _ in range(depth)]
+        self._shift = 64 - (width.bit_length() - 1)
+        self._slots = tuple(zip(self._rows, _MULTIPLIERS, strict=False))
         self._top: dict[K, float] = {}  # scaled scores (divide by the weight to read)
         self._pending: dict[K, float] = {}  # candidates for the top-k, with their estimates
         self._landmark = self._now = float(now)
@@ -79,12 +98,13 @@ class HotKeys(Generic[K]):
         if now <= self._now:
             return
         self._now = now
-        self._weight = 2.0 ** ((now - self._landmark) / self.half_life)
-        if self._weight >= _RESCALE_AT:
-            self._rescale()
+        exponent = (now - self._landmark) / self.half_life
+        if exponent < _RESCALE_AT:
+            self._weight = 2.0**exponent
+        else:
+            self._rescale(2.0 ** max(-exponent, -1074.0))  # may be 0.0: everything decayed away
 
-    def _rescale(self) -> None:
-        factor = 1.0 / self._weight
+    def _rescale(self, factor: float) -> None:
         for row in self._rows:
             for i, value in enumerate(row):
                 if value:
@@ -99,10 +119,10 @@ class HotKeys(Generic[K]):
     def add(self, key: K, count: float = 1.0) -> None:
         """Count ``count`` hits of ``key`` now."""
         scaled = count * self._weight
-        width = self.width
+        h, shift = hash(key), self._shift
         estimate = math.inf
-        for i, row in enumerate(self._rows):
-            j = hash((i, key)) % width
+        for row, multiplier in self._slots:
+            j = ((h * multiplier) & _MASK) >> shift
             value = row[j] + scaled
             row[j] = value
             if value < estimate:
@@ -139,8 +159,8 @@ class HotKeys(Generic[K]):
         """``key``'s decayed hit count now (its exact score if held, else the sketch's estimate)."""
         found = self._top.get(key)
         if found is None:
-            width = self.width
-            found = min(row[hash((i, key)) % width] for i, row in enumerate(self._rows))
+            h, shift = hash(key), self._shift
+            found = min(row[((h * multiplier) & _MASK) >> shift] for row, multiplier in self._slots)
         return found / self._weight
 
     def hot(self, threshold: float = 0.0) -> list[tuple[K, float]]:
