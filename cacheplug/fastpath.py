@@ -52,6 +52,8 @@ _UNCOUNTED = itertools.count()
 RECORD_HITS = True
 SAMPLE_EVERY = 64
 _NEVER = 1 << 62
+# What a learning cache's hit path counts up to on an entry between two ticks of its learner.
+HITS_MAX = 256
 
 
 def _abort(pending: Pending) -> None:
@@ -360,7 +362,9 @@ def _build(
         else "next_(hits)"
     )
     if learning:
-        count = "entry.hits += 1\n" + count
+        # Saturating at HITS_MAX (the learner zeroes it every tick): CPython's small ints go
+        # up to 256, so counting allocates nothing, whatever the hit rate.
+        count = f"if entry.hits < {HITS_MAX}:\n    entry.hits += 1\n" + count
     probe_return = _indent(
         _SYNC_PROBE.format(found="return entry.value", count=_indent(count, 8).lstrip()), 12
     )

@@ -92,7 +92,7 @@ class Tiering:
     def counting_probe(self, binding: Binding, fkey: Hashable, now: float) -> Entry | Any:
         """:meth:`probe`, also counting a hit on the entry (see ``cacheplug.cache.learning``)."""
         entry = Tiering.probe(self, binding, fkey, now)
-        if entry is not MISS:
+        if entry is not MISS and entry.hits < 256:  # as the fast path: saturating (HITS_MAX)
             entry.hits += 1
         return entry
 
