@@ -57,7 +57,8 @@ class Cache:
     tier's, else a new in-process one). ``tracing=True`` appends a
     :class:`~cacheplug.otel.OpenTelemetryMiddleware` on the global OpenTelemetry providers.
     ``learn=True`` (default: ``CACHEPLUG_LEARN``) learns which entries are hot and refreshes
-    them ahead of expiry (see the Warming guide); it needs a memory tier. Use as a context
+    them ahead of expiry (see the Warming guide); it needs a memory tier, and ``learner`` is
+    then the cache's learner (``learner.tick()`` runs one tick now). Use as a context
     manager to close it.
     """
 

@@ -257,7 +257,7 @@ def _finish(tally: _Tally, user: Any) -> None:
 
 def _shown(call: Call) -> str:
     args, kwargs = call
-    return "(" + ", ".join([*(repr(a) for a in args), *(f"{k}={v!r}" for k, v in kwargs.items())]) + ")"
+    return f"args={args!r}" + (f", kwargs={kwargs!r}" if kwargs else "")
 
 
 # -- one call ----------------------------------------------------------------------------------
