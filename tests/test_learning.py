@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import dis
 import gc
+import os
 import tracemalloc
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -325,3 +326,21 @@ def test_hot_keys_refuse_garbage() -> None:
         HotKeys(capacity=0)
     with pytest.raises(ValueError, match="half_life"):
         HotKeys(half_life=0)
+
+
+def test_configure_builds_a_learning_default_cache() -> None:
+    cache = cacheplug.configure(tiers="memory", learn=True)
+    assert cache.learner is not None
+    assert cacheplug.configure(tiers="memory").learner is None
+
+
+def test_a_forked_child_learns_with_a_ticker_of_its_own(clock: FakeClock) -> None:
+    cache = Cache([MemoryTier()], clock=clock, learn=True)
+    pid = os.fork()
+    if pid == 0:  # the child: its learner's thread must be its own, and alive
+        learner = cache.learner
+        ok = learner is not None and learner._thread is not None and learner._thread.is_alive()
+        os._exit(0 if ok else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    cache.close()

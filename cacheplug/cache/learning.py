@@ -163,8 +163,9 @@ class Learner:
                         keys.add((binding, fkey), hits)
                 calls = binding.calls
                 if calls:
-                    for fkey in [k for k in calls if k not in shelf]:
-                        calls.pop(fkey, None)
+                    for fkey in list(calls):  # a copy: callers add to it meanwhile
+                        if fkey not in shelf:
+                            calls.pop(fkey, None)
             keys.discard(lambda key: key[0].owner is not None and key[0].owner() is not None)
             started = sum(
                 self._refresh_ahead(binding, fkey, now) for (binding, fkey), _ in keys.hot(self.hot)

@@ -81,15 +81,18 @@ def warm_now(
 
     Due: never run, failed and past its backoff, or past its ``interval`` since it last
     succeeded (``force=True``: every task, and fresh entries are recomputed too).
-    ``per_user`` tasks are left to :func:`warm_for_user`. ``cache``: only the tasks whose
-    entries go to that cache. Returns a :class:`WarmReport`; a failing call never raises here.
+    ``per_user`` tasks are left to :func:`warm_for_user`, tasks of a closed cache are left
+    out, and a task another run is running is not started twice. ``cache``: only the tasks
+    whose entries go to that cache. Returns a :class:`WarmReport`; a failing call never
+    raises here.
     """
     _check(workers, force)
     chosen = []
     for task in warming_tasks():
-        if task.per_user or (cache is not None and task.cache() is not cache):
+        where = task.cache()
+        if task.per_user or where.closed or (cache is not None and where is not cache):
             continue
-        if task.figures.claim(task.cache().clock(), force):
+        if task.figures.claim(where.clock(), force):
             chosen.append(task)
     return _run(chosen, progress, force=force, workers=workers, user=_NO_USER)
 
@@ -102,9 +105,8 @@ def warm_for_user(
     Blocks until done; from async code, ``await asyncio.to_thread(warm_for_user, user_id)``.
     """
     _check(workers, force)
-    return _run(
-        [t for t in warming_tasks() if t.per_user], progress, force=force, workers=workers, user=user_id
-    )
+    tasks = [t for t in warming_tasks() if t.per_user and not t.cache().closed]
+    return _run(tasks, progress, force=force, workers=workers, user=user_id)
 
 
 def warm_from_history(
