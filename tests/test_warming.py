@@ -446,3 +446,27 @@ def test_the_public_names_are_exported() -> None:
         "start_warming",
     ):
         assert name in cacheplug.__all__
+
+
+def test_a_task_another_run_is_running_is_not_started_twice(cache: Cache) -> None:
+    entered, release = threading.Event(), threading.Event()
+    computed: list[int] = []
+
+    @cached(cache=cache, ttl=60)
+    def slow(x: int) -> int:
+        computed.append(x)
+        entered.set()
+        assert release.wait(WAIT)
+        return x
+
+    register_warming_task(WarmingTask("slow", slow, args=[(1,)]))
+    first: list[Any] = []
+    runner = threading.Thread(target=lambda: first.append(warm_now()))
+    runner.start()
+    try:
+        assert entered.wait(WAIT)
+        assert warm_now(force=True).tasks == ()  # the first run holds it
+    finally:
+        release.set()
+        runner.join(WAIT)
+    assert first[0].warmed == 1 and computed == [1]
