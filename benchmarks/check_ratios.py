@@ -116,6 +116,14 @@ TARGETS = [
         1.10,
         "#8",
     ),
+    _T(
+        "memory hit, learning usage / not learning",
+        "learn_hit.learning",
+        "learn_hit.plain",
+        "<=",
+        1.10,
+        "#9",
+    ),
     _T("disk hit vs diskcache get", "disk_hit.cacheplug", "disk_hit.diskcache_get", "<=", 1.3, "#2"),
     _T(
         "miss, store memory+disk vs diskcache set",

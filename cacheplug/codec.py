@@ -284,10 +284,10 @@ class PickleCodec:
             raise CorruptEntryError(f"stored entry cannot be read back: {exc!r}") from exc
         # Built field by field: this runs on every read from a shared tier.
         entry = _new_entry(Entry)
-        entry.value, entry.created, entry.expires, entry.seq, entry.tags = value, created, expires, seq, tags
-        entry.deadline = _NEVER if expires is None else expires
+        entry.value, entry.created, entry.seq, entry.tags = value, created, seq, tags
+        entry.deadline = _NEVER if expires is None else expires  # ``expires`` derives from it
         entry.cost, entry.skey, entry.incarnation = cost, key, incarnation
-        entry.shelf, entry.fkey, entry.ref = None, None, False
+        entry.shelf, entry.fkey, entry.ref, entry.hits = None, None, False, 0
         return entry
 
     def _unreadable(self, data: Any) -> UnreadableEntryError:

@@ -26,7 +26,7 @@ import weakref
 from collections.abc import Callable, Hashable, Iterable
 from typing import Any
 
-from . import defaults, settings, state
+from . import defaults, settings, state, warmcalls
 from . import invalidation as inv
 from .cache import Cache
 from .cache.calls import Binding, _ttl_seconds
@@ -45,7 +45,7 @@ _SETTLE_LOCK = threading.Lock()
 _WARNED_LOCAL: set[tuple[str, str]] = state.WARNED_LOCAL
 
 
-def _no_rebind(*_: Any) -> None:
+def _no_rebind(*_: Any, **__: Any) -> None:
     pass
 
 
@@ -73,7 +73,7 @@ class _CoreBase:
         ttl: Any,
         tags: Any,
         depends_on: Any,
-        warm: bool,
+        warm: Any,
         key: Callable[..., Any] | None,
         ignore: Iterable[str],
         namespace: str | None,
@@ -132,9 +132,10 @@ class _CoreBase:
             raise ConfigurationError(f"@cached cache= must be a cacheplug.Cache, got {cache!r}")
         if cache_if is not None and not callable(cache_if):
             raise ConfigurationError("@cached cache_if= must be a predicate on the result")
-        if not isinstance(warm, bool) or not isinstance(copy, bool) or not isinstance(typed, bool):
-            raise ConfigurationError("@cached warm=, copy= and typed= take True or False")
-        self.warm = warm
+        if not isinstance(copy, bool) or not isinstance(typed, bool):
+            raise ConfigurationError("@cached copy= and typed= take True or False")
+        # What warming computes (cacheplug.warming reads it from the registry): checked now.
+        self.warm = warmcalls.check(warm, self.sig, f"@cached warm= of {func.__qualname__}")
         self.typed = typed
         self.cache_if = cache_if
         self.copy = copy
@@ -308,6 +309,7 @@ class _CoreBase:
                     binding.fresh,
                     lean_cells(self, cache, binding),
                     meter_cells(cache, binding),
+                    learning=cache.learner is not None,  # the fast path that counts hits per entry
                 )
             else:
                 self.unbind()

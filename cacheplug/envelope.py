@@ -39,16 +39,20 @@ class Entry:
     """A cached value with its metadata.
 
     Memory-tier entries are kept by reference and also carry their place in the tier
-    (``shelf``, ``fkey``) and the second-chance bit ``ref`` of the eviction clock. An entry
-    just read from a shared tier names it in ``tier`` (unset otherwise).
+    (``shelf``, ``fkey``), the second-chance bit ``ref`` of the eviction clock and ``hits``,
+    the hits counted since the usage learner last read them (only a cache that learns,
+    ``Cache(learn=True)``, counts them). An entry just read from a shared tier names it in
+    ``tier`` (unset otherwise).
     """
 
+    # ``expires`` is derived from ``deadline`` (a property, not a slot): one slot fewer pays
+    # for ``hits``, so an entry costs the same bytes as before it had one.
     __slots__ = (
         "cost",
         "created",
         "deadline",
-        "expires",
         "fkey",
+        "hits",
         "incarnation",
         "ref",
         "seq",
@@ -72,8 +76,7 @@ class Entry:
     ) -> None:
         self.value = value
         self.created = created
-        self.expires = expires
-        # ``expires`` for the hit path: one comparison, no test for None.
+        # The expiry for the hit path: one comparison, no test for None.
         self.deadline = _NEVER if expires is None else expires
         self.seq = seq
         self.tags = tags
@@ -86,6 +89,17 @@ class Entry:
         self.shelf: Any = None
         self.fkey: Any = None
         self.ref = False
+        self.hits = 0
+
+    @property
+    def expires(self) -> float | None:
+        """When the entry expires, by the cache's clock (``None``: never)."""
+        deadline = self.deadline
+        return None if deadline == _NEVER else deadline
+
+    @expires.setter
+    def expires(self, expires: float | None) -> None:
+        self.deadline = _NEVER if expires is None else expires
 
     @property
     def cost_seconds(self) -> float:

@@ -28,7 +28,8 @@ Kind = Literal["function", "method", "classmethod", "staticmethod"]
 class RegisteredFunction:
     """One live ``@cached`` function and the policy it was decorated with.
 
-    The options are those given to ``@cached`` (``ttl`` in seconds); ``kind`` is
+    The options are those given to ``@cached`` (``ttl`` in seconds; ``warm`` checked:
+    ``False``, ``True``, the tuple of ``(args, kwargs)`` calls, or the callable); ``kind`` is
     ``"method"`` for a plain function defined in a class body; ``ident`` is the function's
     identity in keys (``module.qualname``, after ``namespace:`` when one is given);
     ``version`` is the ``version=`` given, or the fingerprint of the function's code;
@@ -44,7 +45,7 @@ class RegisteredFunction:
     ttl: float | None
     tags: tuple[str, ...] | Callable[..., Iterable[str]]
     depends_on: tuple[Any, ...]
-    warm: bool
+    warm: Any
     version: str
     namespace: str | None
     cache: Cache | None

@@ -12,6 +12,10 @@ objects it holds only by the methods it calls on them (``close()``).
 ``RULES``                the global write rules (``cacheplug.add_rule``)
 ``FUNCTIONS``            every ``@cached`` function (weakly), in decoration order
 ``HOST_VERSIONS``        the process's one host version store per directory (weakly)
+``WARMING_TASKS``        the registered ``WarmingTask`` objects (``register_warming_task``)
+``WARMING_FIGURES``      the figures of the ``@cached(warm=...)`` functions' tasks, by the
+                         function's core (weakly: they go with the function)
+``SCHEDULERS``           the running warming schedulers (``start_warming``), weakly
 ``WARNED_LOCAL``         memory-only closures already warned about (module, qualified name)
 ``WARNED``               unknown ``CACHEPLUG_*`` variables and unsafe default directories
                          already warned about
@@ -50,6 +54,11 @@ _FUNCTION_SERIAL = itertools.count()
 _FUNCTIONS_LOCK = threading.Lock()
 
 HOST_VERSIONS: weakref.WeakValueDictionary[str, Any] = weakref.WeakValueDictionary()
+
+WARMING_TASKS: list[Any] = []
+WARMING_FIGURES: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+WARMING_LOCK = threading.Lock()
+SCHEDULERS: weakref.WeakSet[Any] = weakref.WeakSet()
 
 WARNED_LOCAL: set[tuple[str, str]] = set()
 WARNED: set[str] = set()
@@ -103,12 +112,16 @@ def reset() -> None:
       it; a tier opened later opens its own), the warnings already given and the memo of
       the checked environment are cleared.
     * Every decorated function's fast path is unbound; its next call looks its cache up again.
+    * The warming schedulers are stopped (and joined); the registered warming tasks and
+      every task's figures are forgotten.
 
     The registry of decorated functions is kept: it holds live functions only (weakly), and
     forgetting a module's functions would hide them from warming until it is re-imported.
 
     Not for use while other threads are calling cacheplug.
     """
+    for scheduler in list(SCHEDULERS):
+        scheduler.stop()
     with DEFAULT_LOCK:
         old, built = DEFAULT_CACHE[0], _DEFAULT_BUILT[0]
         DEFAULT_CACHE[0], _DEFAULT_BUILT[0] = None, False
@@ -120,6 +133,9 @@ def reset() -> None:
         with RULES_LOCK:
             RULES.clear()
         HOST_VERSIONS.clear()
+        with WARMING_LOCK:
+            WARMING_TASKS.clear()
+            WARMING_FIGURES.clear()
         WARNED_LOCAL.clear()
         WARNED.clear()
         CHECKED_ENVIRONMENT[0] = None

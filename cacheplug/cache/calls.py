@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime
 import itertools
 import threading
+import weakref
 from typing import TYPE_CHECKING, Any
 
 from .. import invalidation as inv
@@ -131,6 +132,7 @@ class Binding:
         "base_tags",
         "base_tags_fn",
         "cache",
+        "calls",
         "fa_tag",
         "fn_tag",
         "fresh",
@@ -141,6 +143,7 @@ class Binding:
         "lock",
         "meter",
         "misses",
+        "owner",
         "shelf",
         "signature",
         "skeys",
@@ -175,6 +178,11 @@ class Binding:
         # function's entries. Read checked first, written last (see Cache.advance).
         self.fresh = [0, -1]
         self.lock = threading.Lock()
+        # The function's own object (its decorator core), weakly; ``None`` for the direct API.
+        self.owner: weakref.ref[Any] | None = None
+        # While the cache learns usage: the arguments of calls whose key cannot be turned
+        # back into them (see cacheplug.cache.learning), by memory key; else ``None``.
+        self.calls: dict[Any, Any] | None = None
 
 
 _capture_set = inv.CAPTURE.set

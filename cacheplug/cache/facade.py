@@ -32,6 +32,7 @@ from .flow import checked_entry, finish_now, with_run
 from .health import Health
 from .invalidating import Invalidator, check_keys, check_tags
 from .judge import Judge
+from .learning import learner_for
 from .naming import Names
 from .tiering import Tiering
 
@@ -55,7 +56,10 @@ class Cache:
     version store to judge entries against (default: the shared tier's, else the memory
     tier's, else a new in-process one). ``tracing=True`` appends a
     :class:`~cacheplug.otel.OpenTelemetryMiddleware` on the global OpenTelemetry providers.
-    Use as a context manager to close it.
+    ``learn=True`` (default: ``CACHEPLUG_LEARN``) learns which entries are hot and refreshes
+    them ahead of expiry (see the Warming guide); it needs a memory tier, and ``learner`` is
+    then the cache's learner (``learner.tick()`` runs one tick now). Use as a context
+    manager to close it.
     """
 
     def __init__(
@@ -71,6 +75,7 @@ class Cache:
         secret: str | Sequence[str] | None = None,
         versions: Versions | None = None,
         tracing: bool = False,
+        learn: bool | None = None,
     ) -> None:
         lifecycle.check_arguments(namespace, clock, versions)
         if tracing:
@@ -102,10 +107,14 @@ class Cache:
         # Refreshes, early recomputations and warming run here (threads start on first use).
         self.background = Background(on_error=lambda key, exc: self.faults.report("background", "job", exc))
         self.closed = False
+        # Usage learning (opt-in): hit counts, refresh-ahead of hot keys, the learned set.
+        self.learner = learner_for(self, learn)
+        if self.learner is not None:
+            self.on_close(self.learner.close)
         shared = [FaultTolerant(t, self.faults) for t in self.tiers[1 if self.memory is not None else 0 :]]
         self.health = Health(self, versions, shared)
         self.judge = Judge(self.health.open(), names.cached_skey, self.faults.report)
-        self.tiering = Tiering(self.memory, shared, self.judge, self.timer)
+        self.tiering = Tiering(self.memory, shared, self.judge, self.timer, self.learner is not None)
         self.bindings = Bindings(self, self.memory)
         # The parts' own methods, as the cache's: the binding of a function, the judge's
         # verdict on a memory entry, whether the host's invalidations are unreadable.
@@ -113,6 +122,8 @@ class Cache:
         self.invalidator = Invalidator(self, debounce)
         self.direct = self.binding("", None)
         lifecycle.opened(self)
+        if self.learner is not None:
+            self.learner.start()
         for item in self.middleware:
             attach = getattr(item, "attach", None)
             if callable(attach):

@@ -135,6 +135,8 @@ def _after_fork_in_child() -> None:
         debouncer = cache.invalidator.debouncer
         if debouncer is not None:
             debouncer.after_fork()
+        if cache.learner is not None:
+            cache.learner.after_fork()
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -3,8 +3,9 @@
 :data:`cli` is the click group, so that framework integrations can mount the same commands
 (``flask cacheplug stats``, say); :func:`main` runs it as the console script. The commands
 live by kind: ``read`` (stats, keys, inspect, report), ``admin`` (invalidate, clear: they
-ask for confirmation) and ``live`` (top). Every one takes ``--dir`` (default
-``CACHEPLUG_DIR``, else the project's folder); see docs/cli.md.
+ask for confirmation), ``live`` (top) and ``warm`` (imports the application and runs its
+warming tasks). Every one but ``warm`` takes ``--dir`` (default ``CACHEPLUG_DIR``, else the
+project's folder); see docs/cli.md.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import sqlite3
 
 import click
 
-from . import admin, live, read
+from . import admin, live, read, warm
 
 __all__ = ["cli", "main"]
 
@@ -23,7 +24,7 @@ __all__ = ["cli", "main"]
 @click.version_option(package_name="cacheplug", prog_name="cacheplug")
 @click.option("-v", "--verbose", is_flag=True, help="Also print cacheplug's log warnings (to stderr).")
 def cli(verbose: bool) -> None:
-    """Operate the cacheplug cache of this host: stats, live view, entries, invalidation."""
+    """Operate the cacheplug cache of this host: stats, live view, entries, invalidation, warming."""
     # A failing command explains itself in one line; the library's warnings about the same
     # fault (logged for services) would repeat it, so they are shown only when asked for.
     log = logging.getLogger("cacheplug")
@@ -38,7 +39,16 @@ def cli(verbose: bool) -> None:
     click.get_current_context().call_on_close(restore)
 
 
-for _command in (read.stats, live.top, read.inspect, read.keys, admin.invalidate, admin.clear, read.report):
+for _command in (
+    read.stats,
+    live.top,
+    read.inspect,
+    read.keys,
+    admin.invalidate,
+    admin.clear,
+    read.report,
+    warm.warm,
+):
     cli.add_command(_command)
 
 

@@ -54,3 +54,8 @@ repo.load.invalidate("x")  # expect: arg-type
 repo.load.refresh(1, 2)  # expect: call-arg
 wrong: str = repo.load.refresh(1)  # expect: assignment
 repo.load.cache_info().hits.upper()  # expect: attr-defined
+
+
+@cached(warm="yes")  # expect: arg-type
+def home() -> str:
+    return "home"
