@@ -268,3 +268,19 @@ def test_a_failed_invalidation_raises_from_the_atomic_block() -> None:
         order.total = 3
         order.save()
     assert order_total(order.pk) == 3
+
+
+@pytest.mark.django_db  # closest mark: a test transaction, rolled back and never committed
+def test_a_rolled_back_test_transaction_delivers_through_captured_callbacks(
+    django_capture_on_commit_callbacks: Any, written: Written
+) -> None:
+    with django_capture_on_commit_callbacks(execute=True):
+        order = Order.objects.create(total=1)
+        assert written.take() == []
+    assert written.take() == [("order", None), ("order", order.pk)]
+
+
+def test_deletes_take_no_fast_path_once_their_signals_have_receivers() -> None:
+    from django.db.models.deletion import Collector
+
+    assert Collector("default").can_fast_delete(Order.objects.all()) is False

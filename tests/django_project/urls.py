@@ -1,9 +1,14 @@
-"""Views for the session tests: count visits in the session, log out."""
+"""Views for the session tests (count visits in the session, log out) and a ``cache_page`` view."""
 
 from __future__ import annotations
 
+import itertools
+
 from django.http import HttpRequest, HttpResponse
 from django.urls import path
+from django.views.decorators.cache import cache_page
+
+_renders = itertools.count(1)
 
 
 def visit(request: HttpRequest) -> HttpResponse:
@@ -16,4 +21,9 @@ def logout(request: HttpRequest) -> HttpResponse:
     return HttpResponse("bye")
 
 
-urlpatterns = [path("visit/", visit), path("logout/", logout)]
+@cache_page(60)
+def rendered(request: HttpRequest) -> HttpResponse:
+    return HttpResponse(f"render {next(_renders)}")
+
+
+urlpatterns = [path("visit/", visit), path("logout/", logout), path("rendered/", rendered)]

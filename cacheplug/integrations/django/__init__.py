@@ -18,6 +18,7 @@ from .._require import require
 require("django", "django")
 
 from .config import SettingsError, apply_settings  # noqa: E402  # after the check above
+from .locks import LockTimeout  # noqa: E402
 from .writes import entity_of  # noqa: E402
 
-__all__ = ["SettingsError", "apply_settings", "entity_of"]
+__all__ = ["LockTimeout", "SettingsError", "apply_settings", "entity_of"]
