@@ -119,6 +119,16 @@ def test_writes_outside_a_rolled_back_savepoint_are_delivered(written: Written) 
     assert ("order", first.pk) in written.take()
 
 
+def test_a_write_invalidates_the_cache_backends_entries_tagged_with_it() -> None:
+    from django.core.cache import cache
+
+    order = Order.objects.create(total=1)
+    cache.set("receipt", "<pdf>", tags=[f"order:{order.pk}"])
+    cache.set("other", "<pdf>", tags=[f"order:{order.pk + 1}"])
+    order.save()
+    assert cache.get_many(["receipt", "other"]) == {"other": "<pdf>"}
+
+
 def test_a_delete_invalidates_its_row(written: Written) -> None:
     order = Order.objects.create(total=4)
     pk = order.pk

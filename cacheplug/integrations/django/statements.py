@@ -6,11 +6,11 @@ raw SQL through ``connection.cursor()`` write rows without ``post_save`` or
 (``connection.execute_wrappers``, installed when it connects) that looks at the start of
 each statement after it ran: ``INSERT INTO t``, ``UPDATE t``, ``DELETE FROM t`` and
 ``TRUNCATE t, u`` (with the dialects' variants: ``INSERT OR REPLACE``, ``INSERT IGNORE``,
-``REPLACE INTO``, ``ONLY``, quoted and schema-qualified names) record a write of the table's
-entity with ``id=None``, delivered like the model signals' writes (after the commit:
-``cacheplug.integrations.django.writes``). What it cannot see is documented as not covered:
-statements starting with ``WITH`` (a CTE), ``MERGE``, ``COPY``, stored procedures and
-triggers, and writes made outside Django's connections.
+``REPLACE INTO``, ``ONLY``, quoted and schema-qualified names, after leading comments)
+record a write of the table's entity with ``id=None``, delivered like the model signals'
+writes (after the commit: ``cacheplug.integrations.django.writes``). What it cannot see is
+documented as not covered: statements starting with ``WITH`` (a CTE), ``MERGE``, ``COPY``,
+stored procedures and triggers, and writes made outside Django's connections.
 
 The cost on a statement that writes nothing is one anchored regular-expression match that
 fails at its first letters.
@@ -32,14 +32,17 @@ __all__ = ["TableEntities", "WriteWatcher", "install", "written_tables"]
 
 _IDENT = r'(?:"(?:[^"]|"")+"|`[^`]+`|\[[^\]]+\]|[A-Za-z_][\w$]*)'
 _NAME = rf"{_IDENT}(?:\s*\.\s*{_IDENT})*"
+# Leading comments (a query tagger's /* ... */ or -- lines) are skipped.
+_LEAD = r"(?:\s*(?:/\*.*?\*/|--[^\n]*(?:\n|$)))*\s*"
 _ONE = re.compile(
-    r"\s*(?:INSERT(?:\s+OR\s+[A-Za-z]+|\s+IGNORE)?\s+INTO|REPLACE\s+INTO"
+    _LEAD + r"(?:INSERT(?:\s+OR\s+[A-Za-z]+|\s+IGNORE)?\s+INTO|REPLACE\s+INTO"
     r"|UPDATE(?:\s+OR\s+[A-Za-z]+)?(?:\s+ONLY)?|DELETE\s+FROM(?:\s+ONLY)?)"
     rf"\s+(?P<table>{_NAME})",
-    re.IGNORECASE,
+    re.IGNORECASE | re.DOTALL,
 )
 _TRUNCATE = re.compile(
-    rf"\s*TRUNCATE(?:\s+TABLE)?(?:\s+ONLY)?\s+(?P<tables>{_NAME}(?:\s*,\s*{_NAME})*)", re.IGNORECASE
+    rf"{_LEAD}TRUNCATE(?:\s+TABLE)?(?:\s+ONLY)?\s+(?P<tables>{_NAME}(?:\s*,\s*{_NAME})*)",
+    re.IGNORECASE | re.DOTALL,
 )
 _PARTS = re.compile(_IDENT)
 
