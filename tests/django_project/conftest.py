@@ -5,18 +5,18 @@ Nothing configures it in pyproject.toml (no ``DJANGO_SETTINGS_MODULE`` there, no
 so the rest of the suite runs as before; this conftest, loaded when pytest collects this
 folder, configures Django with ``tests.django_project.settings`` and removes
 ``DJANGO_SETTINGS_MODULE`` from the environment again (subprocesses of other tests, pytest
-runs among them, must not inherit it). The folder is skipped, with its reason, when Django,
-pytest-django or its plugin (``-p pytest_django`` under ``PYTEST_DISABLE_PLUGIN_AUTOLOAD``)
-is missing, or PostgreSQL is unreachable; with ``CACHEPLUG_REQUIRE_SERVICES=1`` each of those
-fails instead.
+runs among them, must not inherit it). The folder's tests are skipped, with the reason, when
+Django or pytest-django is missing or its plugin is not loaded (``-p django`` loads it under
+``PYTEST_DISABLE_PLUGIN_AUTOLOAD``), and the database tests when PostgreSQL is unreachable;
+with ``CACHEPLUG_REQUIRE_SERVICES=1`` each of those fails instead.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import os
-import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,19 +24,15 @@ import pytest
 from tests.conftest import _service_unavailable
 
 SETTINGS = "tests.django_project.settings"
-
-
-def _missing(reason: str) -> None:
-    if os.environ.get("CACHEPLUG_REQUIRE_SERVICES") == "1":
-        raise pytest.UsageError(f"{reason} (CACHEPLUG_REQUIRE_SERVICES=1 makes this a failure, not a skip)")
-    pytest.skip(reason, allow_module_level=True)
-
-
+HERE = Path(__file__).resolve().parent
+# Why this folder cannot run (None: it can). Django missing: the modules (they import it) are
+# not collected, and test_requirements.py reports the reason.
+_unusable: str | None = None
 for _module in ("django", "pytest_django"):
-    if importlib.util.find_spec(_module) is None:
-        _missing(f"the Django tests need {_module}: pip install -e '.[dev]'")
-if "pytest_django.plugin" not in sys.modules:
-    _missing("pytest-django is not loaded (plugin autoload is off): run pytest with -p pytest_django")
+    if _unusable is None and importlib.util.find_spec(_module) is None:
+        _unusable = f"the Django tests need {_module}: pip install -e '.[dev]'"
+if _unusable is not None:
+    collect_ignore_glob = [f"{name}.py" for name in ("test_[!r]*", "worker", "processes")]
 
 
 def _set_up_django() -> None:
@@ -56,7 +52,28 @@ def _set_up_django() -> None:
             os.environ["DJANGO_SETTINGS_MODULE"] = previous
 
 
-_set_up_django()
+if _unusable is None:
+    _set_up_django()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    global _unusable
+    if _unusable is None and not config.pluginmanager.hasplugin("django"):
+        _unusable = "pytest-django's plugin is not loaded (plugin autoload is off): run pytest with -p django"
+        # Its marker, so that the modules still import under --strict-markers (then skip).
+        config.addinivalue_line("markers", "django_db: pytest-django's database marker")
+    if _unusable is not None and os.environ.get("CACHEPLUG_REQUIRE_SERVICES") == "1":
+        raise pytest.UsageError(
+            f"{_unusable} (CACHEPLUG_REQUIRE_SERVICES=1 makes this a failure, not a skip)"
+        )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if _unusable is None:
+        return
+    for item in items:
+        if item.path.is_relative_to(HERE):
+            item.add_marker(pytest.mark.skip(reason=_unusable))
 
 
 @pytest.fixture(scope="session", autouse=True)
