@@ -27,6 +27,7 @@ from cacheplug.integrations.django.cache import CacheplugCache
 from cacheplug.integrations.django.locks import KeyLocks, LockTimeout
 
 from ..conftest import FakeClock
+from ..versions_support import in_child
 
 Make = Callable[..., CacheplugCache]
 
@@ -509,3 +510,46 @@ def test_a_write_waits_for_its_key_lock_only_boundedly(make: Make) -> None:
     assert cache.get("key") == "first"
     cache.set("key", "third")
     assert cache.get("key") == "third"
+
+
+def test_a_forked_child_takes_its_own_key_locks(make: Make) -> None:
+    """The child's lock files are its own: a lock its parent holds excludes it."""
+    cache = make(OPTIONS={"lock_timeout": 0.3})
+    cache.set("key", "parent")
+    locks = cache._parts.locks
+    stripe = KeyLocks.stripe(cache.make_key("key"))
+    inherited = locks._fds[stripe]
+    fcntl.flock(inherited, fcntl.LOCK_EX)  # the parent is in the middle of a write of the key
+
+    def child() -> None:
+        with pytest.raises(LockTimeout):
+            cache.set("key", "child")  # on the inherited descriptor, this flock would succeed
+
+    try:
+        assert in_child(child) == ""
+    finally:
+        fcntl.flock(inherited, fcntl.LOCK_UN)
+    assert cache.get("key") == "parent"
+
+
+def test_threads_incr_one_key_atomically() -> None:
+    caches["default"].set("n", 0, timeout=None)
+
+    def work() -> None:
+        for _ in range(200):
+            caches["default"].incr("n")  # each thread its own backend instance, one cache
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert caches["default"].get("n") == 800
+
+
+def test_deleted_lock_files_are_made_again(cache: CacheplugCache) -> None:
+    cache.set("key", "one")
+    assert cache.directory is not None
+    shutil.rmtree(os.path.join(cache.directory, "locks"))
+    cache.set("key", "two")
+    assert cache.get("key") == "two" and os.listdir(os.path.join(cache.directory, "locks"))
