@@ -20,6 +20,9 @@ objects it holds only by the methods it calls on them (``close()``).
 ``WARNED``               unknown ``CACHEPLUG_*`` variables and unsafe default directories
                          already warned about
 ``CHECKED_ENVIRONMENT``  the last ``CACHEPLUG_*`` environment found valid
+``SHARED_CACHES``        what integrations build once and share by configuration (the
+                         Django cache backend's cache and locks, for every thread): closed
+                         by :func:`reset`
 =======================  =================================================================
 
 ``UNBIND_HOOKS`` is wiring, not state: the functions to call when a cache stops serving the
@@ -66,6 +69,9 @@ CHECKED_ENVIRONMENT: list[Any] = [None]
 
 UNBIND_HOOKS: list[Callable[[Any], None]] = []
 
+SHARED_CACHES: dict[Any, Any] = {}
+SHARED_LOCK = threading.Lock()
+
 
 def default_cache(build: Callable[[], Any]) -> Any:
     """The default cache; built with ``build()`` (once, however many threads ask) if there is none."""
@@ -108,6 +114,8 @@ def reset() -> None:
     * Open caches the user made are forgotten, not closed: they keep working when used
       directly, but module-level ``invalidate()`` and ``invalidate_by_write()`` no longer
       reach them. Close them yourself (a test's fixture does) if they hold resources.
+    * What integrations share by configuration (``SHARED_CACHES``) is closed: the next use
+      builds it again.
     * The global write rules, the host version stores (each is closed by the tiers using
       it; a tier opened later opens its own), the warnings already given and the memo of
       the checked environment are cleared.
@@ -125,7 +133,12 @@ def reset() -> None:
     with DEFAULT_LOCK:
         old, built = DEFAULT_CACHE[0], _DEFAULT_BUILT[0]
         DEFAULT_CACHE[0], _DEFAULT_BUILT[0] = None, False
+    with SHARED_LOCK:
+        shared = list(SHARED_CACHES.values())
+        SHARED_CACHES.clear()
     try:
+        for item in shared:
+            item.close()
         if old is not None and built:
             old.close()
     finally:

@@ -20,10 +20,11 @@ def test_every_extra_installs_something_the_package_uses() -> None:
     extras = _setup_cfg()["options.extras_require"]
     for name, requirements in extras.items():
         assert requirements.strip(), f"the extra {name!r} installs nothing"
-    # No tier or integration ships yet that an extra would be for: the dev extra, otel (the
-    # SDK and the OTLP exporter, for cacheplug.otel) and cli (click and rich, for cacheplug.cli).
-    assert set(extras) == {"dev", "otel", "cli"}
+    # The dev extra, otel (the SDK and the OTLP exporter, for cacheplug.otel), cli (click and
+    # rich, for cacheplug.cli) and one per integration (django: cacheplug.integrations.django).
+    assert set(extras) == {"dev", "otel", "cli", "django"}
     assert {line.split(">=")[0].strip() for line in extras["cli"].split() if line} == {"click", "rich"}
+    assert {line.split(">=")[0].strip() for line in extras["django"].split() if line} == {"django"}
 
 
 def test_the_description_names_only_tiers_that_exist() -> None:

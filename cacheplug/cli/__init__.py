@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+from collections.abc import Sequence
 
 import click
 
 from . import admin, live, read, warm
 
-__all__ = ["cli", "main"]
+__all__ = ["cli", "directory_defaults", "main"]
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -52,10 +53,34 @@ for _command in (
     cli.add_command(_command)
 
 
-def main() -> None:
-    """Run the command line; an OS or SQLite failure no command explained is one line, exit 1."""
+def directory_defaults(directory: str | None) -> dict[str, dict[str, str]]:
+    """A click ``default_map`` making ``directory`` every command's default ``--dir``.
+
+    For an integration mounting :data:`cli` on its project's cache directory (``{}`` for
+    ``None``: the commands' own default, ``CACHEPLUG_DIR`` or the project's folder).
+    """
+    if directory is None:
+        return {}
+    return {
+        name: {"directory": directory}
+        for name, command in cli.commands.items()
+        if any(param.name == "directory" for param in command.params)
+    }
+
+
+def main(
+    args: Sequence[str] | None = None,
+    *,
+    prog_name: str = "cacheplug",
+    default_map: dict[str, dict[str, str]] | None = None,
+) -> None:
+    """Run the command line on ``args`` (default: ``sys.argv[1:]``), exiting with its status.
+
+    An OS or SQLite failure no command explained is one line, exit 1. ``prog_name`` and
+    ``default_map`` (see :func:`directory_defaults`) are for integrations that mount it.
+    """
     try:
-        cli.main(prog_name="cacheplug")
+        cli.main(args=None if args is None else list(args), prog_name=prog_name, default_map=default_map)
     except (OSError, sqlite3.Error) as exc:
         click.echo(f"Error: {type(exc).__name__}: {exc}", err=True)
         raise SystemExit(1) from None
