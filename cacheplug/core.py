@@ -257,11 +257,13 @@ class _CoreBase:
         return deps
 
     def dependency_tags(self, namespace: str) -> list[str]:
-        """Tags every entry carries for its ``depends_on`` (computed per cache namespace)."""
-        out: list[str] = []
+        """Tags every entry carries for its ``depends_on`` (computed per cache namespace), and
+        the "every row of" tags of its templates (``order:{id}``: a write of the whole
+        ``order`` table reaches every entry; see ``invalidation.ROWS``)."""
+        out: list[str] = [r for template in self.tag_templates for r in inv.template_rows(template)]
         for dep in self.depends_on:
             if isinstance(dep, str):
-                out.append(dep)
+                out += [dep, *inv.rows_tags(dep)]
                 continue
             core: _CoreBase = dep._self_core
             out += [inv.fn_tag(namespace, core.ident), inv.fn_any_tag(namespace, core.ident)]
@@ -270,6 +272,7 @@ class _CoreBase:
             for template in core.tag_templates:
                 family = inv.template_family(template)
                 out.append(template if family is None else family)
+                out += inv.template_rows(template)
         return out
 
     def relevance(self) -> list[str]:
@@ -368,7 +371,7 @@ class _CoreBase:
             made = self.tags_callable(*key_args, **kwargs)
             if isinstance(made, str):
                 made = [made]
-            extra = tuple(str(t) for t in made)
+            extra = inv.with_rows(tuple(str(t) for t in made))
         elif self.tag_templates:
             extra = tuple(t.format_map(arguments) for t in self.tag_templates)
         else:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from .. import invalidation as inv
 from ..envelope import MISS
 from . import dependencies as deps
 from .calls import Pending, _ttl_seconds
@@ -43,7 +44,7 @@ def _checked(
     return (
         skey,
         _ttl_seconds(ttl, "ttl"),
-        cache.direct.base_tags + check_tags(tags),
+        cache.direct.base_tags + inv.with_rows(check_tags(tags)),
         check_keys(depends_on, "depends_on"),
     )
 

@@ -282,8 +282,14 @@ class Cache:
         return self.invalidator.write_tags(entity, id)
 
     def invalidate_by_write(self, entity: str, id: Any = None) -> None:
-        """Invalidate what a write of ``entity`` (row ``id``) makes stale, by rule."""
-        self.invalidate(tags=self.write_tags(entity, id))
+        """Invalidate what a write of ``entity`` (row ``id``) makes stale, by rule.
+
+        With ``id=None`` (a write of the whole table: a bulk update, a Core statement) every
+        entry tagged with one of its rows (``f"{entity}:{id}"`` for any id) goes stale too.
+        """
+        tags = self.write_tags(entity, id)
+        check_tags([t for t in tags if not t.startswith(inv.ROWS)])  # the rules' tags are the user's
+        self.invalidator.request(set(tags), set())
 
     def clear(self) -> None:
         """Make every entry of this cache's namespace stale in every tier and process."""
