@@ -271,7 +271,7 @@ class ResponseCache:
         if stored is not _MISS and (asked is None or _acceptable(stored, asked, now)):
             return _reply(stored, request, now)
         if asked is not None and "only-if-cached" in asked:
-            return Response(504, (("Content-Length", "0"),))
+            return Response(504, (("Content-Type", "text/plain"), ("Content-Length", "0")))
         if request.method == "HEAD":
             return None  # a HEAD response has no body to serve a later GET with
         return Fill(self, cache, request, key)

@@ -39,7 +39,7 @@ def request_of(scope: Scope) -> Request:
     """The policy's view of an ASGI ``http`` scope (the scope itself as ``native``)."""
     headers = headers_from((k.decode("latin-1"), v.decode("latin-1")) for k, v in scope.get("headers", ()))
     host = headers.get("host")
-    if host is None:
+    if not host:
         server = scope.get("server") or ("", None)
         host = server[0] if server[1] is None else f"{server[0]}:{server[1]}"
     path, root = scope.get("path", "/"), scope.get("root_path", "")
