@@ -36,6 +36,9 @@ def get_db() -> Session:
     return Session()
 
 
+DB = Depends(get_db)  # the default-value form of a dependency (ruff: no call in a default)
+
+
 @dataclasses.dataclass(frozen=True)
 class User:
     name: str
@@ -121,7 +124,7 @@ def test_plain_cached_cannot_key_a_dependency(tiered_cache: Cache) -> None:
 
     @app.get("/items/{item_id}")
     @cacheplug.cached(cache=tiered_cache)
-    def item(item_id: int, db: Session = Depends(get_db)) -> dict[str, int]:
+    def item(item_id: int, db: Session = DB) -> dict[str, int]:
         return {"id": item_id}
 
     with pytest.raises(UnkeyableArgumentError, match="parameter 'db'"):
@@ -138,7 +141,7 @@ def test_dependencies_are_left_out_of_the_key(tiered_cache: Cache) -> None:
         item_id: int,
         request: fastapi.Request,
         background: fastapi.BackgroundTasks,
-        db: Session = Depends(get_db),
+        db: Session = DB,
         other: Annotated[Session, Depends(get_db)] = None,  # type: ignore[assignment]
     ) -> dict[str, int]:
         computed[item_id] += 1
@@ -158,7 +161,7 @@ def test_a_named_dependency_joins_the_key(tiered_cache: Cache) -> None:
 
     @app.get("/me")
     @cached(cache=tiered_cache, key_dependencies=("user",))
-    def me(user: Annotated[User, Depends(current_user)], db: Session = Depends(get_db)) -> dict[str, Any]:
+    def me(user: Annotated[User, Depends(current_user)], db: Session = DB) -> dict[str, Any]:
         computed[user.name] += 1
         return {"user": user.name, "n": computed[user.name]}
 
@@ -178,8 +181,10 @@ def test_the_dependency_form_caches_a_dependency(tiered_cache: Cache) -> None:
         loads[user_id] += 1
         return {"user_id": user_id, "load": loads[user_id]}
 
+    cached_profile = Depends(load_profile)
+
     @app.get("/users/{user_id}")
-    def profile(profile: dict[str, int] = Depends(load_profile)) -> dict[str, int]:
+    def profile(profile: dict[str, int] = cached_profile) -> dict[str, int]:
         return profile
 
     client = _client(app)
@@ -194,7 +199,7 @@ def test_bare_cached_works_on_a_route() -> None:
 
     @app.get("/ping")
     @cached
-    def ping(db: Session = Depends(get_db)) -> dict[str, int]:
+    def ping(db: Session = DB) -> dict[str, int]:
         computed["ping"] += 1
         return {"n": computed["ping"]}
 
@@ -214,5 +219,5 @@ def test_bad_key_dependencies_raise_at_decoration(options: dict[str, Any], messa
     with pytest.raises(ConfigurationError, match=message):
 
         @cached(**options)
-        def item(item_id: int, db: Session = Depends(get_db)) -> int:
+        def item(item_id: int, db: Session = DB) -> int:
             return item_id
