@@ -178,6 +178,7 @@ def test_no_worker_serves_an_old_body_after_a_write_answered(kind: str, tmp_path
     data.mkdir()
     (tmp_path / "app_module.py").write_text(APPS[kind])
     listener = socket.socket()
+    listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # inherited: no Nagle delays
     listener.bind(("127.0.0.1", 0))
     listener.listen(256)
     port = listener.getsockname()[1]
