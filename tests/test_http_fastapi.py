@@ -221,3 +221,19 @@ def test_bad_key_dependencies_raise_at_decoration(options: dict[str, Any], messa
         @cached(**options)
         def item(item_id: int, db: Session = DB) -> int:
             return item_id
+
+
+def test_add_middleware_builds_it_with_the_same_options(tiered_cache: Cache) -> None:
+    app = fastapi.FastAPI()
+    computed: Counter[str] = Counter()
+
+    @app.get("/report")
+    def report() -> dict[str, int]:
+        computed["report"] += 1
+        return {"n": computed["report"]}
+
+    app.add_middleware(asgi.CacheMiddleware, cache=tiered_cache, ttl=30, tags=["reports"])
+    client = AsgiClient(app)
+    assert client.get("/report").body == client.get("/report").body == b'{"n":1}'
+    cacheplug.invalidate(tags=["reports"])
+    assert client.get("/report").body == b'{"n":2}'
