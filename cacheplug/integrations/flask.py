@@ -136,7 +136,7 @@ def _commands(directory: str | None) -> Any:
         settings["default_map"] = {name: {"directory": directory} for name in group.commands}
     return click.Group(
         "cacheplug",
-        commands=group.commands,
+        commands=dict(group.commands),
         callback=group.callback,
         params=group.params,
         help=group.help,
