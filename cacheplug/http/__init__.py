@@ -37,7 +37,6 @@ What is guaranteed:
 
 from __future__ import annotations
 
-import email.utils
 import hashlib
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -45,28 +44,30 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, NamedTuple
 
-from . import invalidation as inv
-from .cache import Cache
-from .cache.calls import Pending, _ttl_seconds
-from .cache.invalidating import check_tags
-from .defaults import get_cache
-from .errors import ConfigurationError
+from .. import invalidation as inv
+from ..cache import Cache
+from ..cache.calls import Pending, _ttl_seconds
+from ..cache.invalidating import check_tags
+from ..defaults import get_cache
+from ..errors import ConfigurationError
+from .syntax import (
+    HOP_BY_HOP,
+    NOT_MODIFIED_FIELDS,
+    escape,
+    etag_of,
+    expires_in,
+    header,
+    headers_from,
+    matches,
+    parse_cache_control,
+    seconds,
+    vary_names,
+)
 
-__all__ = ["Fill", "Request", "Response", "ResponseCache", "Stored", "parse_cache_control"]
+__all__ = ["Fill", "Request", "Response", "ResponseCache", "Stored", "headers_from", "parse_cache_control"]
 
 _MISS: Any = object()
-# Fields a response must not carry into the cache (connection-level, or recomputed).
-_HOP_BY_HOP = frozenset(
-    {"age", "connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade"}
-)
-# What a 304 carries of the stored response (RFC 9110 15.4.5), and Age.
-_NOT_MODIFIED_FIELDS = frozenset(
-    {"cache-control", "content-location", "date", "etag", "expires", "last-modified", "vary"}
-)
 _NEVER_STORED = ("no-store", "private", "no-cache")
-_DELTA = re.compile(r"[0-9]+")
-_DIRECTIVE = re.compile(r'\s*([^\s=,]+)\s*(?:=\s*("(?:[^"\\]|\\.)*"|[^,]*))?\s*(?:,|$)')
-_ETAGS = re.compile(r'(?:W/)?"[^"]*"|\*')
 _HOST = re.compile(r"(?:[a-z0-9_.-]+|\[[0-9a-f:.]+\])(?::[0-9]+)?")
 # Characters kept as they are in keys; anything else (``%`` included) is percent-escaped,
 # so that escaping is one-to-one and two different requests never map to one key.
@@ -74,36 +75,6 @@ _PLAIN_PATH = re.compile(r"[A-Za-z0-9/_.~!$&'()*+,;=:@-]*")
 _PLAIN_QUERY = re.compile(r"[A-Za-z0-9/_.~!$&'()*+,;=:@?-]*")
 _MAX_KEY = 400
 NOT_STORED = -1.0  # what ResponseCache.lifetime answers for a response that may not be stored
-_CONFLICT = "\x00conflict"
-
-
-def _escape(text: str, plain: re.Pattern[str]) -> str:
-    if plain.fullmatch(text):
-        return text
-    return "".join(ch if plain.fullmatch(ch) else "".join(f"%{b:02X}" for b in ch.encode()) for ch in text)
-
-
-def parse_cache_control(value: str | None) -> dict[str, str | None]:
-    """A ``Cache-Control`` value as ``{directive: argument or None}``, names lower-cased.
-
-    A directive given twice with different arguments maps to a marker that no number
-    parses from, so a conflicting ``max-age`` makes a response unstorable (RFC 9111 4.2.1).
-    """
-    out: dict[str, str | None] = {}
-    for match in _DIRECTIVE.finditer(value or ""):
-        name, arg = match[1].lower(), match[2]
-        if arg is not None:
-            arg = arg.strip()
-            if arg[:1] == '"':
-                arg = re.sub(r"\\(.)", r"\1", arg[1:-1])
-        if name in out and out[name] != arg:
-            arg = _CONFLICT
-        out[name] = arg
-    return out
-
-
-def _seconds(arg: str | None) -> int | None:
-    return int(arg) if arg is not None and _DELTA.fullmatch(arg) else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,43 +119,6 @@ class _Variants(NamedTuple):
     """What a URL's entry holds when its response has ``Vary``: the header names."""
 
     names: tuple[str, ...]
-
-
-def headers_from(pairs: Iterable[tuple[str, str]]) -> dict[str, str]:
-    """Header fields as the policy reads them: lower-case names, repeated ones joined."""
-    out: dict[str, str] = {}
-    for name, value in pairs:
-        name = name.lower()
-        if name in out:
-            out[name] += ("; " if name == "cookie" else ", ") + value
-        else:
-            out[name] = value
-    return out
-
-
-def _field(headers: Iterable[tuple[str, str]], name: str) -> str | None:
-    """One response header field (repeats joined), ``name`` lower-case."""
-    found = [v for k, v in headers if k.lower() == name]
-    return ", ".join(found) if found else None
-
-
-def _vary_names(headers: Iterable[tuple[str, str]]) -> tuple[str, ...]:
-    vary = _field(headers, "vary")
-    if vary is None:
-        return ()
-    return tuple(sorted({n.strip().lower() for n in vary.split(",") if n.strip()}))
-
-
-def _etag_of(body: bytes) -> str:
-    return '"' + hashlib.blake2b(body, digest_size=16).hexdigest() + '"'
-
-
-def _matches(if_none_match: str | None, etag: str | None) -> bool:
-    """``If-None-Match`` against an entity tag, by weak comparison (RFC 9110 13.1.2)."""
-    if if_none_match is None or etag is None:
-        return False
-    opaque = etag.removeprefix("W/")
-    return any(t == "*" or t.removeprefix("W/") == opaque for t in _ETAGS.findall(if_none_match))
 
 
 def _check_statuses(statuses: Iterable[int]) -> frozenset[int]:
@@ -284,9 +218,9 @@ class ResponseCache:
         pairs = [p for p in request.query.split("&") if p]
         if len(pairs) > 1:
             pairs.sort(key=lambda p: p.partition("=")[0])  # stable: same-name pairs keep their order
-        query = _escape("&".join(pairs), _PLAIN_QUERY)
+        query = escape("&".join(pairs), _PLAIN_QUERY)
         # GET and HEAD share entries: a HEAD is answered from the stored GET.
-        key = f"http:GET {request.scheme}://{host}{_escape(request.path, _PLAIN_PATH)}?{query}"
+        key = f"http:GET {request.scheme}://{host}{escape(request.path, _PLAIN_PATH)}?{query}"
         return key if len(key) <= _MAX_KEY else "http:#" + hashlib.sha256(key.encode()).hexdigest()
 
     def _find(self, cache: Cache, key: str, headers: Mapping[str, str]) -> Any:
@@ -326,39 +260,30 @@ class ResponseCache:
     def lifetime(self, status: int, headers: Sequence[tuple[str, str]], now: float) -> float | None:
         """Seconds a response may be stored (:data:`NOT_STORED`: it may not; ``None``: the
         cache's ``default_ttl``), from its status and headers."""
-        if status not in self.statuses or _field(headers, "set-cookie") is not None:
+        if status not in self.statuses or header(headers, "set-cookie") is not None:
             return NOT_STORED
-        directives = parse_cache_control(_field(headers, "cache-control"))
-        if any(name in directives for name in _NEVER_STORED) or "*" in _vary_names(headers):
+        directives = parse_cache_control(header(headers, "cache-control"))
+        if any(name in directives for name in _NEVER_STORED) or "*" in vary_names(headers):
             return NOT_STORED
         for name in ("s-maxage", "max-age"):  # s-maxage speaks to shared caches like this one
             if name in directives:
-                seconds = _seconds(directives[name])
-                return NOT_STORED if seconds is None or seconds == 0 else float(seconds)
-        expires = _field(headers, "expires")
+                delta = seconds(directives[name])
+                return NOT_STORED if delta is None or delta == 0 else float(delta)
+        expires = header(headers, "expires")
         if expires is not None:
-            return _expires_in(expires, _field(headers, "date"), now)
+            lifetime = expires_in(expires, header(headers, "date"), now)
+            return NOT_STORED if lifetime is None else lifetime
         return self.ttl
-
-
-def _expires_in(expires: str, date: str | None, now: float) -> float:
-    """Lifetime from ``Expires`` (minus ``Date`` when given); NOT_STORED when invalid or past."""
-    try:
-        until = email.utils.parsedate_to_datetime(expires).timestamp()
-        since = email.utils.parsedate_to_datetime(date).timestamp() if date else now
-    except (TypeError, ValueError, IndexError, OverflowError):
-        return NOT_STORED
-    return until - since if until > since else NOT_STORED
 
 
 def _acceptable(stored: Stored, asked: Mapping[str, str | None], now: float) -> bool:
     """The request's ``max-age`` and ``min-fresh`` (only when they are respected)."""
     if "max-age" in asked:
-        limit = _seconds(asked["max-age"])
+        limit = seconds(asked["max-age"])
         if limit is None or now - stored.stored_at > limit:
             return False
     if "min-fresh" in asked:
-        need = _seconds(asked["min-fresh"])
+        need = seconds(asked["min-fresh"])
         if need is None or (stored.expires is not None and stored.expires - now < need):
             return False
     return True
@@ -368,7 +293,7 @@ def _variant_key(key: str, names: tuple[str, ...], headers: Mapping[str, str]) -
     parts = []
     for name in names:
         value = headers.get(name)
-        parts.append(name if value is None else f"{name}={_escape(value, _PLAIN_QUERY)}")
+        parts.append(name if value is None else f"{name}={escape(value, _PLAIN_QUERY)}")
     variant = f"{key} vary({','.join(parts)})"
     return variant if len(variant) <= _MAX_KEY else "http:#" + hashlib.sha256(variant.encode()).hexdigest()
 
@@ -376,9 +301,9 @@ def _variant_key(key: str, names: tuple[str, ...], headers: Mapping[str, str]) -
 def _reply(stored: Stored, request: Request, now: float, aged: bool = True) -> Response:
     """A stored response for ``request``: with ``Age``, without a body for HEAD, or a 304."""
     age = (("Age", str(max(0, int(now - stored.stored_at)))),) if aged else ()
-    etag = _field(stored.headers, "etag")
-    if _matches(request.headers.get("if-none-match"), etag):
-        kept = tuple(h for h in stored.headers if h[0].lower() in _NOT_MODIFIED_FIELDS)
+    etag = header(stored.headers, "etag")
+    if matches(request.headers.get("if-none-match"), etag):
+        kept = tuple(h for h in stored.headers if h[0].lower() in NOT_MODIFIED_FIELDS)
         return Response(304, (*kept, *age))
     return Response(stored.status, (*stored.headers, *age), b"" if request.method == "HEAD" else stored.body)
 
@@ -425,11 +350,11 @@ class Fill:
     def admit(self, status: int, headers: Sequence[tuple[str, str]]) -> bool:
         """Whether a response with this status and these headers may be stored (else: pass it through)."""
         ttl = self.policy.lifetime(status, headers, self.cache.clock())
-        length = _field(headers, "content-length")
+        length = header(headers, "content-length")
         if ttl == NOT_STORED or (length is not None and not _fits(length, self.policy.max_body_size)):
             return False
         self.ttl = ttl if ttl is not None else self.cache.default_ttl
-        self.names = _vary_names(headers)
+        self.names = vary_names(headers)
         return True
 
     def respond(self, response: Response) -> Response:
@@ -442,9 +367,9 @@ class Fill:
         if self.ttl == NOT_STORED or len(response.body) > self.policy.max_body_size:
             self.ttl = NOT_STORED
             return response
-        headers = tuple((k, v) for k, v in response.headers if k.lower() not in _HOP_BY_HOP)
-        if _field(headers, "etag") is None:
-            headers = (*headers, ("ETag", _etag_of(response.body)))
+        headers = tuple((k, v) for k, v in response.headers if k.lower() not in HOP_BY_HOP)
+        if header(headers, "etag") is None:
+            headers = (*headers, ("ETag", etag_of(response.body)))
         now = self.cache.clock()
         self.stored = Stored(
             response.status, headers, response.body, now, None if self.ttl is None else now + self.ttl
@@ -482,7 +407,8 @@ class Fill:
 
 
 def _fits(length: str, limit: int) -> bool:
-    return _DELTA.fullmatch(length.strip()) is not None and int(length) <= limit
+    size = seconds(length)  # the same grammar: 1*DIGIT
+    return size is not None and size <= limit
 
 
 def _put(fill: Fill, key: str, value: Any, ttl: float | None, tags: tuple[str, ...]) -> None:
