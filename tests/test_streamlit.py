@@ -519,3 +519,18 @@ def test_missing_streamlit_names_the_extra(tmp_path: Path) -> None:
     )
     assert proc.returncode == 1
     assert "pip install 'cacheplug[streamlit]'" in proc.stderr
+
+
+def test_the_pytest_plugins_helpers_check_cache_data_functions(cache: Cache, clock: FakeClock) -> None:
+    from cacheplug.testing import assert_hit, assert_invalidated, assert_miss
+
+    @cache_data(ttl=10, tags=["order:{n}"])
+    def order(n: int) -> dict[str, int]:
+        return {"n": n}
+
+    assert assert_miss(order, 1) == {"n": 1}
+    assert assert_hit(order, 1) == {"n": 1}
+    cacheplug.invalidate_by_write("order", 1)
+    assert_invalidated(order, 1)
+    with pytest.raises(AssertionError, match=r"assert_hit: .*order\(1\) was expected"):
+        assert_hit(order, 1)

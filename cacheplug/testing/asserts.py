@@ -11,7 +11,8 @@ hide a bug:
 * :func:`assert_invalidated` does not call ``f``: it asserts that no tier holds a fresh
   entry for the call, looking without promoting, counting or storing anything.
 
-The counts are the function's own (``f.cache_info().stats``) in the cache it runs in now,
+The counts are the function's own (``f.cache_info().stats``) in the cache it runs in now
+(for a Streamlit ``cache_data`` function: those of the ``@cached`` function it is built on),
 read just before and just after the call, so calls of ``f`` made at the same time by other
 threads would be counted too: do not use the call helpers while other threads call ``f``.
 The entry is looked up by the call's key in every tier of that cache, the way a call
@@ -37,13 +38,15 @@ class _Call:
     """One call a helper checks: its cached function, arguments, key and what was cached."""
 
     def __init__(self, helper: str, f: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-        if not isinstance(f, (CachedFunction, BoundCachedFunction)):
+        # An integration's function built on a @cached one (cache_data) names it so.
+        cached = getattr(f, "__cacheplug_cached__", f)
+        if not isinstance(cached, (CachedFunction, BoundCachedFunction)):
             raise TypeError(f"{helper}() takes a @cached function (or a bound cached method), got {f!r}")
         self.helper = helper
-        self.f = f
+        self.f = cached
         self.args, self.kwargs = args, kwargs
-        core = f._self_core
-        key_args = f._key_args(args) if isinstance(f, BoundCachedFunction) else args
+        core = cached._self_core
+        key_args = cached._key_args(args) if isinstance(cached, BoundCachedFunction) else args
         self.cache = cache = core.cache()
         binding = core.binding(cache)
         fkey, skey_fn = core.keys(cache, core.arguments(key_args, kwargs), key_args, kwargs)

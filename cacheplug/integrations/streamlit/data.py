@@ -489,6 +489,12 @@ class CachedDataFunction(Generic[P, R]):
             f"key, or pass hash_funcs={{TheType: lambda value: ...}} to say how to key it"
         )
 
+    @property
+    def __cacheplug_cached__(self) -> CachedFunction[..., Any]:
+        """The ``@cached`` function this one is built on (it returns the pickled result);
+        ``cacheplug.testing``'s assertion helpers count and look up through it."""
+        return self._definition.cached
+
     def __get__(self, instance: Any, owner: type[Any] | None = None) -> Any:
         if instance is None:
             return self
