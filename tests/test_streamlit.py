@@ -534,3 +534,59 @@ def test_the_pytest_plugins_helpers_check_cache_data_functions(cache: Cache, clo
     assert_invalidated(order, 1)
     with pytest.raises(AssertionError, match=r"assert_hit: .*order\(1\) was expected"):
         assert_hit(order, 1)
+
+
+def test_spinners_show_for_the_outermost_computation_only(cache: Cache) -> None:
+    """st.spinner is wrapped (it still runs) to record the spinners a run shows."""
+    at = script(
+        """
+        import contextlib
+        import streamlit as st
+        from cacheplug.integrations.streamlit import cache_data
+
+        shown = st.session_state.setdefault("shown", [])
+        real = st.spinner
+
+        @contextlib.contextmanager
+        def recording(text, **options):
+            shown.append((text, options))
+            with real(text, **options):
+                yield
+
+        st.spinner = recording
+
+        @cache_data(show_spinner="Loading the inner part", show_time=True)
+        def inner(n):
+            return n + 1
+
+        @cache_data
+        def outer(n):
+            return inner(n) * 2
+
+        @cache_data(show_spinner=False)
+        def quiet(n):
+            return n
+
+        @cache_data
+        def bare():
+            return 0
+
+        try:
+            st.markdown(str(outer(1) + outer(1) + quiet(1) + inner(5) + bare()))
+        finally:
+            st.spinner = real
+        """
+    )
+    run(at)
+    assert at.markdown[0].value == "15"
+    assert at.session_state["shown"] == [
+        ("Running `outer(...)`.", {}),  # inner ran inside outer: no second spinner
+        ("Loading the inner part", {"show_time": True}),  # inner(5) on its own
+        ("Running `bare()`.", {}),
+    ]
+    run(at)
+    assert len(at.session_state["shown"]) == 3, "hits show no spinner"
+    with pytest.raises(ConfigurationError, match="show_spinner"):
+        cache_data(show_spinner=None)  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="show_time"):
+        cache_data(show_time="yes")  # type: ignore[arg-type]
