@@ -365,7 +365,8 @@ def test_hash_funcs_key_arguments_cacheplug_cannot(cache: Cache) -> None:
     at.session_state["unkeyed"] = True
     at.run()
     message = at.exception[0].message
-    assert "cannot build a cache key" in message and "start the parameter's name with '_'" in message
+    assert message.startswith("cache_data unkeyed(): cannot build a cache key from parameter 'conn'")
+    assert "start the parameter's name with '_'" in message and "key=" not in message
 
 
 def test_async_functions(cache: Cache) -> None:
@@ -590,3 +591,42 @@ def test_spinners_show_for_the_outermost_computation_only(cache: Cache) -> None:
         cache_data(show_spinner=None)  # type: ignore[arg-type]
     with pytest.raises(ConfigurationError, match="show_time"):
         cache_data(show_time="yes")  # type: ignore[arg-type]
+
+
+def test_dataframes_series_and_arrays_are_keyed_by_content(cache: Cache) -> None:
+    import numpy as np
+    import pandas as pd
+
+    seen: list[str] = []
+
+    @cache_data
+    def describe(frame: pd.DataFrame, column: pd.Series, values: np.ndarray) -> str:
+        seen.append("computed")
+        return f"{len(frame)}:{column.sum()}:{values.sum()}"
+
+    frame = pd.DataFrame({"a": [1, 2, 3], "b": ["x", "y", "z"]})
+    column, values = pd.Series([1.5, 2.5], name="p"), np.arange(6).reshape(2, 3)
+    assert describe(frame, column, values) == "3:4.0:15"
+    assert describe(frame.copy(), column.copy(), values.copy()) == "3:4.0:15"
+    assert seen == ["computed"], "equal content, one entry"
+    changed = frame.copy()
+    changed.loc[2, "b"] = "w"
+    describe(changed, column, values)
+    describe(frame.rename(columns={"a": "c"}), column, values)
+    describe(frame, column.rename("q"), values)
+    describe(frame, column, values.astype("float64"))
+    describe(frame, column, values.T)
+    assert len(seen) == 6, "a value, a column name, a series name, a dtype or a shape changes the key"
+
+
+def test_a_hash_function_that_raises_names_the_type(cache: Cache) -> None:
+    import pandas as pd
+
+    @cache_data
+    def rows(frame: pd.DataFrame) -> int:
+        return len(frame)
+
+    unhashable = pd.DataFrame({"a": [[1], [2]]})  # lists in cells: pandas cannot hash them
+    raised = r"parameter 'frame': .* of type pandas(\.core\.frame)?\.DataFrame: its hash function raised"
+    with pytest.raises(cacheplug.UnkeyableArgumentError, match=raised):
+        rows(unhashable)

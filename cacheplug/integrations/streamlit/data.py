@@ -40,7 +40,7 @@ from ...api import invalidate
 from ...cache import Cache
 from ...decorator import CachedFunction, CacheInfo, cached
 from ...errors import ConfigurationError, SerializationError, UnkeyableArgumentError
-from ...keys import fingerprint
+from ...keys import _WAYS_OUT, encode, fingerprint
 from .._require import require
 
 st = require("streamlit", "streamlit")
@@ -97,8 +97,9 @@ class _Definition:
         decorated: CachedFunction[..., Any] = cached(
             options.ttl,
             tags=options.tags,
-            ignore=() if options.hash_funcs else options.private,
-            key=self.key if options.hash_funcs else None,
+            # Arguments are keyed through hash_funcs (the defaults for DataFrames and arrays
+            # included): the key function leaves the _arguments out itself.
+            key=self.key,
             namespace=options.namespace,
             # The user's code is what identifies the function (compute's is the same for all).
             version=fingerprint(func),
@@ -136,15 +137,43 @@ class _Definition:
             ) from exc
 
     def key(self, *args: Any, **kwargs: Any) -> tuple[Any, ...]:
-        """The key material with ``hash_funcs``: the kept arguments, hashed where a function says."""
+        """The key material: the arguments not starting with ``_``, hashed where ``hash_funcs`` say."""
+        options, funcs = self.options, self.hash_funcs
+        positional = options.positional
+        if not kwargs and positional is not None and len(args) == len(positional):
+            pairs: Iterable[tuple[str, Any]] = zip(positional, args, strict=True)  # bound as given
+        else:
+            bound = options.signature.bind(*args, **kwargs)
+            bound.apply_defaults()
+            pairs = bound.arguments.items()
+        private = options.private
+        return tuple(
+            (name, value if type(value) in _PLAIN else _hashed(value, funcs, 0))
+            for name, value in pairs
+            if name not in private
+        )
+
+    def unkeyable(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
+        """Which argument of this call cannot be keyed, and what to do, in words (or ``None``)."""
         bound = self.options.signature.bind(*args, **kwargs)
         bound.apply_defaults()
-        funcs = self.hash_funcs
-        return tuple(
-            (name, _hashed(value, funcs, 0))
-            for name, value in bound.arguments.items()
-            if name not in self.options.private
-        )
+        for name, value in bound.arguments.items():
+            if name in self.options.private:
+                continue
+            try:
+                material = _hashed(value, self.hash_funcs, 0)
+            except UnkeyableArgumentError as exc:
+                return f"cache_data {self.name}(): parameter {name!r}: {exc}"
+            try:
+                encode(material, name=f"parameter {name!r}")
+            except UnkeyableArgumentError as exc:
+                what = str(exc).replace(_WAYS_OUT, "").rstrip(": ")
+                return (
+                    f"cache_data {self.name}(): {what}: start the parameter's name with '_' to "
+                    f"leave it out of the key, pass hash_funcs={{TheType: lambda value: ...}} "
+                    f"returning something keyable, or give the type a __cache_key__() method"
+                )
+        return None
 
     def served(self, blob: bytes, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         """What a call returns: a fresh copy of the stored result (after the bookkeeping)."""
@@ -220,9 +249,19 @@ class _Book:
 def _hashed(value: Any, funcs: Mapping[str, Callable[[Any], Any]], depth: int) -> Any:
     """``value`` with every object whose type ``hash_funcs`` names replaced by its hash."""
     kind = type(value)
-    func = funcs.get(f"{kind.__module__}.{kind.__qualname__}")
+    name = f"{kind.__module__}.{kind.__qualname__}"
+    func = funcs.get(name)
     if func is not None and depth < 8:
-        return _Hashed(f"{kind.__module__}.{kind.__qualname__}", _hashed(func(value), funcs, depth + 1))
+        try:
+            made = func(value)
+        except Exception as exc:
+            raise UnkeyableArgumentError(
+                f"cannot build a cache key from an argument of type {name}: its hash function "
+                f"raised {type(exc).__name__}: {exc}; pass hash_funcs={{{kind.__qualname__}: "
+                f"lambda value: ...}} returning something keyable, or start the parameter's name "
+                f"with '_' to leave it out of the key"
+            ) from exc
+        return _Hashed(name, _hashed(made, funcs, depth + 1))
     if kind in (list, tuple):
         return kind(_hashed(v, funcs, depth) for v in value)
     if kind is dict:
@@ -230,6 +269,47 @@ def _hashed(value: Any, funcs: Mapping[str, Callable[[Any], Any]], depth: int) -
     if kind in (set, frozenset):
         return kind(_hashed(v, funcs, depth) for v in value)
     return value
+
+
+def _hash_frame(frame: Any) -> str:
+    """A DataFrame by content: shape, columns, dtypes, index and every row's values."""
+    pandas: Any = importlib.import_module("pandas")
+    digest = hashlib.sha256(repr((frame.shape, list(frame.columns), [str(t) for t in frame.dtypes])).encode())
+    digest.update(pandas.util.hash_pandas_object(frame, index=True).to_numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _hash_series(series: Any) -> str:
+    """A Series by content: name, dtype, index and values."""
+    pandas: Any = importlib.import_module("pandas")
+    digest = hashlib.sha256(repr((series.name, str(series.dtype), len(series))).encode())
+    digest.update(pandas.util.hash_pandas_object(series, index=True).to_numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _hash_array(array: Any) -> Any:
+    """A NumPy array by content (an object array: by its items, keyed as any argument)."""
+    if array.dtype.hasobject:
+        return ("object", array.shape, array.tolist())
+    numpy: Any = importlib.import_module("numpy")
+    data = numpy.ascontiguousarray(array).tobytes()
+    return (array.dtype.str, array.shape, hashlib.sha256(data).hexdigest())
+
+
+# What Streamlit hashes and cacheplug's keys do not: DataFrames, Series and arrays, by content
+# (hash_funcs given for these types replace them).
+# pandas 3 names its classes' module "pandas", pandas 2 "pandas.core.frame" and so on.
+_DEFAULT_HASH_FUNCS: dict[str, Callable[[Any], Any]] = {
+    "pandas.DataFrame": _hash_frame,
+    "pandas.core.frame.DataFrame": _hash_frame,
+    "pandas.Series": _hash_series,
+    "pandas.core.series.Series": _hash_series,
+    "numpy.ndarray": _hash_array,
+}
+
+
+# Types keyed as they are (no hash function applies to them): the common arguments' fast way.
+_PLAIN = frozenset({int, str, float, bool, type(None), bytes})
 
 
 class _Hashed:
@@ -269,7 +349,12 @@ class _Options:
             self.signature = inspect.signature(func)
         except (TypeError, ValueError) as exc:
             raise ConfigurationError(f"cache_data cannot read the signature of {func!r}: {exc}") from None
-        self.private = tuple(name for name in self.signature.parameters if name.startswith("_"))
+        parameters = self.signature.parameters.values()
+        self.private = frozenset(p.name for p in parameters if p.name.startswith("_"))
+        # When every parameter is plain (no *args, **kwargs or keyword-only), a call passing
+        # them all by position binds them in this order.
+        plain = all(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in parameters)
+        self.positional: tuple[str, ...] | None = tuple(p.name for p in parameters) if plain else None
         self.ttl = _ttl_seconds(ttl)
         if max_entries is not None and (
             isinstance(max_entries, bool) or not isinstance(max_entries, int) or max_entries < 1
@@ -281,7 +366,8 @@ class _Options:
         self.max_entries: int | None = max_entries
         self.max_size = _byte_size(max_size)
         self.bounded = self.max_entries is not None or self.max_size is not None
-        self.hash_funcs = _check_hash_funcs(hash_funcs)
+        self.user_hash_funcs = _check_hash_funcs(hash_funcs)
+        self.hash_funcs = {**_DEFAULT_HASH_FUNCS, **self.user_hash_funcs}
         self.tags = _with_all_tag(tags)
         if cache is not None and not isinstance(cache, Cache):
             raise ConfigurationError(
@@ -292,7 +378,7 @@ class _Options:
 
     def identity(self, func: Callable[..., Any]) -> tuple[Any, ...]:
         """What a redefinition must share with a kept definition to be the same function."""
-        hashers = tuple(sorted((name, _code_of(f)) for name, f in self.hash_funcs.items()))
+        hashers = tuple(sorted((name, _code_of(f)) for name, f in self.user_hash_funcs.items()))
         tags = self.tags if not callable(self.tags) else ("<callable>", _code_of(self.tags))
         return (
             "cache_data",
@@ -469,7 +555,7 @@ class CachedDataFunction(Generic[P, R]):
         try:
             blob = definition.cached(*args, **kwargs)
         except UnkeyableArgumentError as exc:
-            raise self._explained(exc) from None
+            raise self._explained(exc, args, kwargs) from None
         result: R = definition.served(blob, args, kwargs)
         return result
 
@@ -478,16 +564,16 @@ class CachedDataFunction(Generic[P, R]):
         try:
             blob = await definition.cached(*args, **kwargs)
         except UnkeyableArgumentError as exc:
-            raise self._explained(exc) from None
+            raise self._explained(exc, args, kwargs) from None
         return definition.served(blob, args, kwargs)
 
-    def _explained(self, exc: UnkeyableArgumentError) -> BaseException:
+    def _explained(
+        self, exc: UnkeyableArgumentError, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> BaseException:
         if _raised_in(exc, self._definition.compute_code):
             return exc  # raised by a cached call inside the function: not about its arguments
-        return UnkeyableArgumentError(
-            f"{exc} — with cache_data: start the parameter's name with '_' to leave it out of the "
-            f"key, or pass hash_funcs={{TheType: lambda value: ...}} to say how to key it"
-        )
+        found = self._definition.unkeyable(args, kwargs)
+        return exc if found is None else UnkeyableArgumentError(found)
 
     @property
     def __cacheplug_cached__(self) -> CachedFunction[..., Any]:
@@ -616,7 +702,8 @@ class _CacheData:
                 either way.
             hash_funcs: ``{type or "module.QualName": function}``: an argument (or an item
                 inside a list, tuple, dict or set argument) of exactly that type is keyed by
-                what the function returns.
+                what the function returns. pandas DataFrames and Series and NumPy arrays are
+                keyed by their content without it.
             scope: ``"global"`` only; ``"session"`` raises ``ConfigurationError``.
             refresh_mode: ``"foreground"`` only; ``"background"`` raises ``ConfigurationError``.
             tags: tag templates formatted from the call's arguments (``"order:{order_id}"``)
