@@ -447,7 +447,7 @@ def test_bad_ttls_say_what_to_give(ttl: Any, message: str) -> None:
     ],
 )
 def test_max_size_reads_streamlits_units(size: Any, expected: int) -> None:
-    from cacheplug.integrations.streamlit.data import _byte_size
+    from cacheplug.integrations.streamlit.options import byte_size as _byte_size
 
     assert _byte_size(size) == expected
 
@@ -465,7 +465,7 @@ def test_bad_max_entries_say_what_to_give(value: Any) -> None:
 
 
 def test_ttl_strings_follow_pandas_timedelta() -> None:
-    from cacheplug.integrations.streamlit.data import _ttl_seconds
+    from cacheplug.integrations.streamlit.options import ttl_seconds as _ttl_seconds
 
     assert _ttl_seconds("1h") == 3600
     assert _ttl_seconds("1h23s") == 3623
@@ -630,3 +630,20 @@ def test_a_hash_function_that_raises_names_the_type(cache: Cache) -> None:
     raised = r"parameter 'frame': .* of type pandas(\.core\.frame)?\.DataFrame: its hash function raised"
     with pytest.raises(cacheplug.UnkeyableArgumentError, match=raised):
         rows(unhashable)
+
+
+def test_tags_may_be_a_callable_of_the_arguments(cache: Cache) -> None:
+    computed: list[int] = []
+
+    @cache_data(tags=lambda order_id: [f"order:{order_id}"])
+    def load(order_id: int) -> int:
+        computed.append(order_id)
+        return order_id
+
+    load(1), load(2)
+    cacheplug.invalidate(tags=["order:2"])
+    load(1), load(2)
+    assert computed == [1, 2, 2]
+    cache_data.clear()  # the ALL_TAG joins what the callable returns
+    load(1)
+    assert computed == [1, 2, 2, 1]
