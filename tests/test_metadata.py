@@ -20,10 +20,17 @@ def test_every_extra_installs_something_the_package_uses() -> None:
     extras = _setup_cfg()["options.extras_require"]
     for name, requirements in extras.items():
         assert requirements.strip(), f"the extra {name!r} installs nothing"
-    # No tier or integration ships yet that an extra would be for: the dev extra, otel (the
-    # SDK and the OTLP exporter, for cacheplug.otel) and cli (click and rich, for cacheplug.cli).
-    assert set(extras) == {"dev", "otel", "cli"}
+    # Besides dev, each extra is for a module that exists: otel (the SDK and the OTLP
+    # exporter, for cacheplug.otel), cli (click and rich, for cacheplug.cli), and one per
+    # framework integration (cacheplug.integrations.<extra>).
+    package = ROOT / "cacheplug"
+    for name in set(extras) - {"dev"}:
+        places = [package / f"{name}.py", package / name, package / "integrations" / f"{name}.py"]
+        places.append(package / "integrations" / name)
+        assert any(place.exists() for place in places), f"the extra {name!r} is for no module"
+    assert {"dev", "otel", "cli", "streamlit"} <= set(extras)
     assert {line.split(">=")[0].strip() for line in extras["cli"].split() if line} == {"click", "rich"}
+    assert {line.split(">=")[0].strip() for line in extras["streamlit"].split() if line} == {"streamlit"}
 
 
 def test_the_description_names_only_tiers_that_exist() -> None:
