@@ -5,8 +5,10 @@ its own ``conftest.py``: its suite runs in a fresh ``python -m pytest`` started 
 directory (so its conftest is the root one, as in a user's project), with cacheplug on the
 path, ``CACHEPLUG_DIR`` on a temporary directory, the other ``CACHEPLUG_*`` variables
 removed except ``CACHEPLUG_REQUIRE_SERVICES`` and ``CACHEPLUG_TEST_*`` (so an example needing
-a service skips or fails as the rest of the suite does). A suite that only skipped is
-reported as skipped, with its reasons.
+a service skips or fails as the rest of the suite does). An example whose framework is not
+installed, or whose tests skipped, is reported as skipped with its reasons, and fails instead
+with ``CACHEPLUG_REQUIRE_SERVICES=1``. (The Django project, laid out as Django projects are,
+runs from tests/test_django_example.py.)
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from .conftest import _service_unavailable
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "docs" / "examples"
@@ -31,7 +35,7 @@ def _examples() -> list[Path]:
 
 def test_the_examples_are_found() -> None:
     names = {d.name for d in _examples()}
-    assert {"pytest_plugin", "streamlit_app"} <= names, names
+    assert {"pytest_plugin", "streamlit_app", "fastapi_app", "flask_app"} <= names, names
 
 
 @pytest.mark.parametrize("example", _examples(), ids=lambda d: d.name)
@@ -49,6 +53,8 @@ def test_example_suite_passes(example: Path, tmp_path: Path) -> None:
             "-rs",
             "-p",
             "no:cacheprovider",
+            "-p",
+            "no:randomly",
             f"--basetemp={tmp_path / 'basetemp'}",
         ],
         cwd=example,
@@ -59,8 +65,12 @@ def test_example_suite_passes(example: Path, tmp_path: Path) -> None:
     )
     output = proc.stdout + proc.stderr
     summary = output.strip().splitlines()[-1] if output.strip() else ""
-    if proc.returncode == 0 and not re.search(r"\d+ passed", summary) and "skipped" in summary:
-        pytest.skip(f"docs/examples/{example.name}: every test skipped:\n{output}")
+    missing = re.search(r"ModuleNotFoundError: No module named '([^']+)'", output)
+    if proc.returncode != 0 and missing is not None and missing[1].split(".")[0] != "cacheplug":
+        _service_unavailable(f"docs/examples/{example.name} needs {missing[1]}, which is not installed")
+    skipped = re.findall(r"^SKIPPED .*$", output, re.M)
+    if proc.returncode == 0 and skipped:
+        _service_unavailable(f"docs/examples/{example.name}: " + "; ".join(skipped))
     assert proc.returncode == 0 and re.search(r"\d+ passed", summary), (
         f"docs/examples/{example.name} exited with {proc.returncode}\n{output}"
     )
