@@ -23,7 +23,6 @@ from __future__ import annotations
 import functools
 import itertools
 import sys
-import threading
 import types
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -134,19 +133,21 @@ if lean:
 
 # Single-flight in the lean miss (cacheplug.flight): claim the key with a mark (a list and
 # a dict operation; a second caller of the key goes the general way, which waits for this
-# computation), pop it when done; only a mark someone joined or replaced costs more.
+# computation), pop it when done; only a mark someone joined or replaced costs more. The
+# mark's owner is left out (None): a caller meeting it finds out whether it is the owner
+# itself (a recursive call) by looking for this frame below its own (stampede._computing_here).
 _LEAN_FLIGHT = {
     "claim": """\
-    __cp_mark = [get_ident(), __cp_seq, __cp_start, None]
+    __cp_mark = [None, __cp_seq, __cp_start, None]
     if marks.setdefault(args, __cp_mark) is not __cp_mark:
         return contended(args)
 """,
     "land_error": """\
-        if (__cp_popped := marks.pop(args, None)) is not __cp_mark or __cp_mark[3] is not None:
+        if (__cp_popped := marks.pop(args, None)) is not __cp_mark or __cp_mark[3]:
             lean_land(args, __cp_mark, __cp_popped, __cp_exc)
 """,
     "land": """\
-    if (__cp_popped := marks.pop(args, None)) is not __cp_mark or __cp_mark[3] is not None:
+    if (__cp_popped := marks.pop(args, None)) is not __cp_mark or __cp_mark[3]:
         lean_land(args, __cp_mark, __cp_popped, None)
 """,
 }
@@ -267,7 +268,7 @@ _TEMPLATE_NAMES = frozenset({
     "bool", "float", "fresh", "BaseException", "kwargs", "rest", "ENTRY", "capture_set",
     "capture_reset", "lean_end", "lean", "misses", "put", "ttl", "base_tags", "None", "judge",
     "errors", "record", "timer", "samples", "drain", "sampled", "timed_probe", "SAMPLES_MAX", "len",
-    "sample_at", "SAMPLE_EVERY", "n", "marks", "lean_land", "contended", "get_ident",
+    "sample_at", "SAMPLE_EVERY", "n", "marks", "lean_land", "contended",
 })  # fmt: skip
 
 
@@ -311,7 +312,7 @@ def _indent(text: str, spaces: int) -> str:
 def _compiled(source: str) -> types.CodeType:
     """The code of one template instance: functions of one shape share it (compiling is
     most of a decoration's cost); each gets its own names when it is built."""
-    return compile(source, "<cacheplug fast path>", "exec")
+    return compile(source, stampede.FAST_PATH_FILE, "exec")
 
 
 def make_call(core: _Core) -> Callable[..., Any]:
@@ -419,7 +420,6 @@ def make_call(core: _Core) -> Callable[..., Any]:
         "marks": {},
         "lean_land": None,
         "contended": core.contended,
-        "get_ident": threading.get_ident,
         "errors": counter,
         "record": float,
         "timer": float,

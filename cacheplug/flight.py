@@ -2,16 +2,17 @@
 
 This module knows nothing of caches (dogpile's lock without the storage). A :class:`Flights`
 table, one per cached function in one cache, holds by key the *mark* of the computation in
-flight: ``[owner, seq0, start, flight]``, that is who computes (a thread's ident, or the
-asyncio task), the invalidation epoch and the clock's reading when it began, and the
-:class:`Flight` its waiters share, ``None`` until a second caller arrives. The uncontended
-miss makes one list and two dict operations; no lock, event or future is created::
+flight: ``[owner, seq0, start, flight]``, that is who computes (a thread's ident, the
+asyncio task, or ``None`` when the caller finds out otherwise), the invalidation epoch and
+the clock's reading when it began, and the :class:`Flight` its waiters share, ``None``
+until a second caller arrives. The uncontended miss makes one list and two dict
+operations; no lock, event or future is created::
 
     mark = [owner, seq0, start, None]
     if flights.marks.setdefault(key, mark) is mark:       # claimed: compute, then store
         ...
         popped = flights.marks.pop(key, None)
-        if popped is not mark or mark[FLIGHT] is not None:
+        if popped is not mark or mark[FLIGHT]:
             flights.land(key, mark, popped, outcome)       # somebody joined or replaced it
 
 A caller that meets someone else's mark either computes on its own (it is the owner itself:
@@ -40,6 +41,7 @@ from typing import Any
 __all__ = [
     "ERROR",
     "FLIGHT",
+    "LANDED",
     "OWNER",
     "RETRY",
     "SEQ0",
@@ -54,9 +56,11 @@ __all__ = [
     "wait",
 ]
 
-# The fields of a mark (a list: the cheapest object to make on every miss).
+# The fields of a mark (a list: the cheapest object to make on every miss). ``mark[OWNER]``
+# may be None: not recorded (the caller that made it tells who it is otherwise), or LANDED.
 OWNER, SEQ0, START, FLIGHT = 0, 1, 2, 3
 Mark = list[Any]
+LANDED = type("_Landed", (), {"__repr__": lambda self: "<landed>"})()
 
 # What a waiter learns: (VALUE, what the owner produced), (ERROR, the exception it raised),
 # (RETRY, None): look again, the owner gave up or was replaced; (TIMEOUT, None): the wait
@@ -76,15 +80,18 @@ _LOCK = threading.Lock()
 class Flight:
     """A computation that a second caller joined: its outcome and how to wake its waiters.
 
-    Threads share one ``threading.Event``; each awaiting task has its own future (so that a
-    cancelled waiter cancels nobody else), resolved in its own event loop.
+    Threads share one ``threading.Event``. Each awaiting task has its own future (so that a
+    cancelled waiter cancels nobody else), resolved in its own event loop; the tasks of one
+    loop share one timer, which wakes them at the timeout (every waiter of a flight times out
+    when its owner has held the key for the timeout).
     """
 
-    __slots__ = ("event", "futures", "outcome")
+    __slots__ = ("event", "futures", "outcome", "timers")
 
     def __init__(self) -> None:
         self.event: threading.Event | None = None
         self.futures: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
+        self.timers: dict[asyncio.AbstractEventLoop, asyncio.TimerHandle] = {}
         self.outcome: Outcome | None = None
 
     def settle(self, outcome: Outcome) -> None:
@@ -101,7 +108,23 @@ class Flight:
             else:
                 with contextlib.suppress(RuntimeError):  # a closed loop: its waiter is gone
                     loop.call_soon_threadsafe(_resolve, future)
+        for loop, timer in self.timers.items():
+            if loop is running:
+                timer.cancel()
+            else:
+                with contextlib.suppress(RuntimeError):
+                    loop.call_soon_threadsafe(timer.cancel)
         self.futures = []
+        self.timers = {}
+
+    def expire(self, loop: asyncio.AbstractEventLoop) -> None:
+        """The timeout, in ``loop``: wake its waiters (they find no outcome: TIMEOUT)."""
+        with _LOCK:
+            self.timers.pop(loop, None)
+            waking = [future for owner, future in self.futures if owner is loop]
+            self.futures = [(owner, future) for owner, future in self.futures if owner is not loop]
+        for future in waking:
+            _resolve(future)
 
 
 def _resolve(future: asyncio.Future[None]) -> None:
@@ -148,6 +171,8 @@ class Flights:
                 loop = asyncio.get_running_loop()
                 future = loop.create_future()
                 flight.futures.append((loop, future))
+                if loop not in flight.timers:
+                    flight.timers[loop] = loop.call_later(timeout, flight.expire, loop)
             elif flight.event is None:
                 flight.event = threading.Event()
             return Ticket(flight, future, timeout)
@@ -175,11 +200,11 @@ class Flights:
         owner has not landed it, so later callers still find that computation.
         """
         with _LOCK:
-            mark[OWNER] = None  # landed (a replaced mark put back checks this)
+            mark[OWNER] = LANDED  # (a replaced mark put back checks this)
             marks = self.marks
             if marks.get(key) is mark:
                 del marks[key]
-            if popped is not None and popped is not mark and popped[OWNER] is not None:
+            if popped is not None and popped is not mark and popped[OWNER] is not LANDED:
                 marks.setdefault(key, popped)
             flight = mark[FLIGHT]
             if flight is not None:
@@ -208,11 +233,7 @@ async def await_(ticket: Ticket) -> Outcome:
     flight, future = ticket.flight, ticket.future
     assert future is not None
     if flight.outcome is None:
-        try:
-            async with asyncio.timeout(ticket.timeout):
-                await future
-        except TimeoutError:
-            pass
+        await future  # resolved by the landing, or by the loop's timer (Flight.expire)
     return flight.outcome or _TIMEOUT
 
 

@@ -508,6 +508,32 @@ def test_a_waiter_takes_over_after_waiting_lock_timeout(cache_for: Any) -> None:
     assert computed.n == 2
 
 
+def test_waiting_tasks_take_over_after_waiting_lock_timeout(cache_for: Any) -> None:
+    cache = cache_for("lean")
+    computed = Counter()
+    waiters = 3
+
+    async def main() -> list[str]:
+        never = asyncio.Event()
+
+        @cached(cache=cache, lock_timeout=0.3)
+        async def f(k: int) -> str:
+            n = computed()
+            if n == 1:
+                await never.wait()  # the owner hangs
+            return f"computation {n}"
+
+        owner = asyncio.create_task(f(1))
+        await asyncio.sleep(0)  # the owner claims the key and starts computing
+        try:
+            return list(await asyncio.wait_for(asyncio.gather(*(f(1) for _ in range(waiters))), BOUND))
+        finally:
+            owner.cancel()
+
+    assert asyncio.run(main()) == ["computation 2"] * waiters
+    assert computed.n == 2
+
+
 # -- invalidation during a flight ----------------------------------------------------------------
 
 

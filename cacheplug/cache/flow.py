@@ -93,11 +93,13 @@ def call_flow(
             value = cache.hit(binding, entry)
             return value if on_hit is None else on_hit(value)
         binding.misses.add()
-        if binding.flights is not None:  # one computation per key: wait for one in the air
-            boarded = yield from stampede.board(cache, binding, fkey, skey_fn, tags_fn, guard)
-            if type(boarded) is not tuple:
-                return boarded.value if on_hit is None else on_hit(boarded.value)
-            mark, lease = boarded
+        if binding.flights is not None:  # one computation per key: claim it, or wait for it
+            mark = stampede.claim(cache, binding, fkey, guard)
+            if mark is None:
+                boarded = yield from stampede.board(cache, binding, fkey, skey_fn, tags_fn, guard)
+                if type(boarded) is not tuple:  # served by another caller's computation
+                    return boarded.value if on_hit is None else on_hit(boarded.value)
+                mark, lease = boarded
     pending = Pending(binding, fkey, None, tags_fn(), ttl, cache.epoch[0], cache.clock())
     pending.mark, pending.lease = mark, lease
     op = None if chains.compute is None else cache.describe("compute", binding, skey_fn(), pending.tags)

@@ -34,6 +34,7 @@ import asyncio
 import logging
 import math
 import os
+import sys
 import threading
 from collections.abc import Callable, Hashable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -58,6 +59,7 @@ __all__ = [
     "Guard",
     "board",
     "check_lock",
+    "claim",
     "fence",
     "guard_of",
     "host_leases",
@@ -69,8 +71,10 @@ __all__ = [
 log = logging.getLogger("cacheplug")
 
 DEFAULT_LOCK_TIMEOUT = 30.0
+FAST_PATH_FILE = "<cacheplug fast path>"  # the file name of the generated fast paths' code
 _RETRY: Outcome = (RETRY, None)
 _get_ident = threading.get_ident
+_current_task = asyncio.current_task
 
 
 class Guard:
@@ -150,6 +154,17 @@ def require_leases(cache: Cache, what: str) -> None:
 # -- boarding a flight (the waiting side) -----------------------------------------------------
 
 
+def claim(cache: Cache, binding: Binding, fkey: Hashable, guard: Guard) -> list[Any] | None:
+    """The mark of the key's flight, claimed now; ``None`` when another caller holds the key
+    or a host lease is needed (then :func:`board` it). The uncontended miss stops here."""
+    if guard.host:
+        return None
+    mark = [_current_task() if guard.asynchronous else _get_ident(), cache.epoch[0], cache.clock(), None]
+    flights = binding.flights
+    assert flights is not None
+    return mark if flights.marks.setdefault(fkey, mark) is mark else None
+
+
 def board(
     cache: Cache,
     binding: Binding,
@@ -168,13 +183,13 @@ def board(
     flights = binding.flights
     assert flights is not None
     marks = flights.marks
-    me = asyncio.current_task() if guard.asynchronous else _get_ident()
+    me = _current_task() if guard.asynchronous else _get_ident()
     while True:
         mark = [me, cache.epoch[0], cache.clock(), None]
         held = marks.setdefault(fkey, mark)
         if held is mark:
             break
-        if held[OWNER] == me:
+        if held[OWNER] == me or (held[OWNER] is None and _computing_here(held)):
             return None, None  # a recursive call of the owner: waiting for itself would deadlock
         if not _joinable(cache, held, tags_fn, skey_fn):
             # Computed from what was invalidated since: this caller's computation replaces it
@@ -239,6 +254,18 @@ def _lease(
     _release(cache, lease)
     _land_mark(flights, fkey, mark, (VALUE, entry))
     return _served(cache, binding, entry)
+
+
+def _computing_here(held: list[Any]) -> bool:
+    """Whether this thread is the one computing ``held``, a mark of the generated memory-only
+    miss (which leaves its owner out, to stay cheap: ``cacheplug.fastpath``): its frame,
+    holding the mark, is then below this one on the stack."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        if frame.f_code.co_filename == FAST_PATH_FILE and frame.f_locals.get("__cp_mark") is held:
+            return True
+        frame = frame.f_back  # type: ignore[assignment]
+    return False
 
 
 def _joinable(
