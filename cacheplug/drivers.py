@@ -220,7 +220,7 @@ class _Core(_CoreBase):
         )
         seq0, start = cache.epoch[0], cache.clock()
         mark = None
-        if binding.flights is not None:
+        if binding.flights is not None and (self.ttl if self.ttl is not None else cache.default_ttl) != 0:
             # Claim the key's flight (cacheplug.flight); when another caller computes it,
             # the general flow waits for that computation.
             mark = [_get_ident(), seq0, start, None]

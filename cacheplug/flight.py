@@ -211,7 +211,10 @@ class Flights:
                 flight.settle(outcome)
 
     def after_fork(self) -> None:
-        """In a forked child: the computations of the parent's other threads never land here."""
+        """In a forked child: the computations of the parent's other threads never land here,
+        and nobody waits here for the forking thread's (their events may be locked)."""
+        for mark in self.marks.values():
+            mark[FLIGHT] = None
         self.marks.clear()
 
 

@@ -27,6 +27,7 @@ from cacheplug import flight as flight_module
 from cacheplug.cache.calls import Binding
 
 from .conftest import FakeClock
+from .disk_support import in_child
 from .tier_doubles import wait
 
 THREADS = 64
@@ -642,6 +643,49 @@ def test_an_async_computation_awaiting_itself_with_the_same_key_computes_again(c
         return 10
 
     assert asyncio.run(asyncio.wait_for(f(4), BOUND)) == 11
+
+
+# -- what does not coalesce, forks ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("route", ["lean", "general", "direct"])
+def test_ttl_0_still_runs_on_every_call(route: str, cache_for: Any) -> None:
+    """ttl=0 means "do not store": concurrent calls are not shared either."""
+    cache = cache_for(route)
+    computed = Counter()
+
+    def body(k: int) -> int:
+        computed()
+        time.sleep(0.05)
+        return k
+
+    f = caller_of(route, cache, body, ttl=0)
+    assert run_threads(lambda i: f(3), 8) == [3] * 8
+    assert computed.n == 8
+
+
+def test_a_forked_child_does_not_wait_for_the_parents_computations(cache_for: Any) -> None:
+    cache = cache_for("lean")
+    started, go = threading.Event(), threading.Event()
+
+    @cached(cache=cache)
+    def f(k: int) -> str:
+        if not started.is_set():
+            started.set()
+            wait(go, "the test to release the parent's computation")
+            return "parent"
+        return "child"
+
+    owner = threading.Thread(target=f, args=(1,))
+    owner.start()
+    try:
+        wait(started, "the parent's computation")
+        assert _binding(f).flights.marks  # type: ignore[union-attr]  # the key is in flight here
+        # In the child only this thread exists: the owner's computation never lands there.
+        assert in_child(lambda: f(1), timeout=BOUND) == "child"
+    finally:
+        go.set()
+        owner.join(JOIN)
 
 
 # -- options -------------------------------------------------------------------------------------

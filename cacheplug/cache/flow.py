@@ -93,7 +93,9 @@ def call_flow(
             value = cache.hit(binding, entry)
             return value if on_hit is None else on_hit(value)
         binding.misses.add()
-        if binding.flights is not None:  # one computation per key: claim it, or wait for it
+        # One computation per key: claim it, or wait for it (not for ttl=0: never stored, it
+        # runs on every call).
+        if binding.flights is not None and (ttl if ttl is not None else cache.default_ttl) != 0:
             mark = stampede.claim(cache, binding, fkey, guard)
             if mark is None:
                 boarded = yield from stampede.board(cache, binding, fkey, skey_fn, tags_fn, guard)
