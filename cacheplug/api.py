@@ -88,9 +88,14 @@ def get_or_compute(
     ttl: Any = None,
     tags: Iterable[str] = (),
     depends_on: Iterable[str] = (),
+    *,
+    lock: str | None = None,
+    lock_timeout: float = 30.0,
 ) -> T:
     """:meth:`Cache.get_or_compute` on the default cache."""
-    return get_cache().get_or_compute(key, compute, ttl=ttl, tags=tags, depends_on=depends_on)
+    return get_cache().get_or_compute(
+        key, compute, ttl=ttl, tags=tags, depends_on=depends_on, lock=lock, lock_timeout=lock_timeout
+    )
 
 
 def add_dependency(

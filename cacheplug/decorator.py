@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Protocol, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Concatenate, Literal, ParamSpec, Protocol, TypeVar, overload
 
 from . import state
 from .cache import Cache
 from .cache.calls import _ttl_seconds
+from .cache.stampede import check_lock
 from .drivers import _Core as _Core
 from .fastpath import make_call
 from .wrappers import BoundCachedFunction as BoundCachedFunction
@@ -103,6 +104,8 @@ def cached(
     typed: bool = True,
     cache_if: Callable[[Any], bool] | None = None,
     copy: bool = False,
+    lock: Literal["host"] | None = None,
+    lock_timeout: float = 30.0,
 ) -> _Decorator: ...
 
 
@@ -120,6 +123,8 @@ def cached(
     typed: bool = True,
     cache_if: Callable[[Any], bool] | None = None,
     copy: bool = False,
+    lock: Literal["host"] | None = None,
+    lock_timeout: float = 30.0,
 ) -> Any:
     """Cache a function's results: ``@cached`` or ``@cached(ttl, tags=..., ...)``.
 
@@ -144,6 +149,10 @@ def cached(
         typed: ``f(1)``, ``f(1.0)`` and ``f(True)`` are distinct entries (default).
         cache_if: predicate on the result; ``False`` returns it without storing.
         copy: return a deep copy of cached values to callers that mutate results.
+        lock: concurrent misses of one key always wait for one computation in the process;
+            ``"host"``: in every process of the host too (a lease beside the disk tier).
+        lock_timeout: seconds a computation may hold its key (default 30) before a waiting
+            caller takes over; with ``lock="host"``, the lease.
     """
     options = dict(
         ttl=None,
@@ -158,11 +167,14 @@ def cached(
         typed=typed,
         cache_if=cache_if,
         copy=copy,
+        lock=lock,
+        lock_timeout=lock_timeout,
     )
     if (callable(ttl) and not isinstance(ttl, (int, float))) or isinstance(ttl, (classmethod, staticmethod)):
         return _wrap(ttl, options)
     options["ttl"] = ttl
     _ttl_seconds(ttl, "@cached ttl")  # fail at decoration time, before the function exists
+    check_lock(lock, lock_timeout, "@cached")
 
     def decorate(func: Any) -> Any:
         return _wrap(func, options)

@@ -8,8 +8,8 @@ gives a JSON-ready dict (processes publish it for the CLI and reports; never pic
 
 Outcomes: every call of a cached function ends in exactly one of ``hit`` (served by a
 tier), ``miss`` (computed, returned), ``stale`` (a stale value served), ``coalesced`` (it
-waited for another caller's computation) or ``error`` (the computation raised). Their
-counts sum to the calls made. Counters are exact across threads.
+waited for another caller's computation and got its value) or ``error`` (the call raised).
+Their counts sum to the calls made. Counters are exact across threads.
 """
 
 from __future__ import annotations
@@ -38,7 +38,8 @@ class FunctionStats:
 
     ``hits``: calls served by a tier, by tier in ``tier_hits``; ``misses``: calls that
     computed and returned; ``stale``: calls served a stale value; ``coalesced``: calls that
-    waited for another caller's computation; ``errors``: calls whose computation raised.
+    waited for another caller's computation and got its value; ``errors``: calls that raised
+    (their computation, or the one they waited for, raised).
     ``compute``: the computations' durations (every one). ``hit_latency``: per tier, the
     durations of hits (every shared-tier hit; 1 in 64 memory hits, sampled by the hit
     counter). Durations are in seconds, by ``time.perf_counter`` (or the cache's clock when
@@ -174,8 +175,9 @@ class CacheStats(Mapping[str, Any]):
     Totals over every function (and the direct ``Cache`` API): ``hits``, ``misses``,
     ``stale``, ``coalesced``, ``errors`` (the outcomes, as in :class:`FunctionStats`) and
     ``hit_rate``; ``tier_hits``: hits by tier name. ``entries`` and ``evictions``: the
-    memory tier's. ``faults``: tier faults by ``"<tier>.<operation>"``. ``stale_sets``:
-    stores refused because the value was computed before an invalidation; ``degraded``: why
+    memory tier's. ``faults``: tier faults by ``"<tier>.<operation>"`` (``"lock.<operation>"``:
+    the host lease store). ``stale_sets``: stores refused because the value was computed
+    before an invalidation, or by a host-lease holder that was taken over; ``degraded``: why
     the shared tiers are not used, or ``None``; ``unserializable``: values no shared tier
     could store; ``corrupt``, ``tampered``, ``foreign``: unreadable entries met, by kind;
     ``invalidations``: invalidations this cache recorded; ``epoch``: the version store's

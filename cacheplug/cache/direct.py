@@ -18,6 +18,7 @@ from . import dependencies as deps
 from .calls import Pending, _ttl_seconds
 from .flow import call_flow, run
 from .invalidating import check_keys, check_tags
+from .stampede import SYNC, Guard
 
 if TYPE_CHECKING:
     from .facade import Cache
@@ -62,7 +63,13 @@ def store(
 
 
 def get_or_compute(
-    cache: Cache, key: str, compute: Callable[[], T], ttl: Any, tags: Iterable[str], depends_on: Iterable[str]
+    cache: Cache,
+    key: str,
+    compute: Callable[[], T],
+    ttl: Any,
+    tags: Iterable[str],
+    depends_on: Iterable[str],
+    guard: Guard = SYNC,
 ) -> T:
     skey, seconds, tag_tuple, sources = _checked(cache, key, ttl, tags, depends_on)
     if cache.blind():
@@ -70,7 +77,7 @@ def get_or_compute(
     keep = None
     if sources:
         compute, keep = deps.linking(cache, skey, sources, seconds, compute)
-    flow = call_flow(cache, cache.direct, skey, lambda: skey, lambda: tag_tuple, seconds, keep)
+    flow = call_flow(cache, cache.direct, skey, lambda: skey, lambda: tag_tuple, seconds, keep, guard=guard)
     value: T = run(flow, compute)
     return value
 

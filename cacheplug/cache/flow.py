@@ -13,6 +13,8 @@ receives the answers:
   store) as the terminal of a middleware chain; ``awaits``: the async driver must await it
   (a tier is async, or a store writes shared tiers from a worker thread), else it is driven
   synchronously and the middleware sees its result itself.
+* ``(WAIT, wait, arg, await_)``: wait for what another caller holds: a computation of the
+  same key in flight, or its host lease (``cacheplug.cache.stampede``).
 
 :func:`run` and :func:`arun` are the two drivers: the same loop, one calling and one awaiting
 (a tier's ``aget``/``aset``/``adelete`` where it has them; a sync tier's store in a worker
@@ -33,8 +35,10 @@ from .. import invalidation as inv
 from ..envelope import MISS, Entry
 from ..errors import SerializationError
 from ..tiers.capabilities import AsyncTier
+from . import stampede
 from .calls import Binding, Pending, _Read
-from .steps import CHAINED, COMPUTE, DELETE, GET, RECORD, SET, sync_twin, with_run
+from .stampede import Guard
+from .steps import CHAINED, COMPUTE, DELETE, GET, RECORD, SET, WAIT, sync_twin, with_run
 from .tiering import Steps
 
 if TYPE_CHECKING:
@@ -67,14 +71,17 @@ def call_flow(
     *,
     probe: bool = True,
     force: bool = False,
+    guard: Guard = stampede.SYNC,
 ) -> Steps:
     """Serve a call from the tiers or compute and store it; return what the caller gets.
 
     ``keep(pending, value)``: whether the value may be stored, and what the caller gets
     (``cache_if=``, ``copy=``). ``on_hit``: what the caller gets of a cached value.
     ``probe=False, force=True``: a refresh (compute, then replace what is stored).
+    ``guard``: how a miss is protected from stampedes (``cacheplug.cache.stampede``).
     """
     chains = cache.chains
+    mark = lease = None
     if probe:
         find = cache.tiering.find(binding, fkey, skey_fn, cache.clock())
         if chains.get is None:
@@ -86,18 +93,36 @@ def call_flow(
             value = cache.hit(binding, entry)
             return value if on_hit is None else on_hit(value)
         binding.misses.add()
+        # One computation per key: claim it, or wait for it (not for ttl=0: never stored, it
+        # runs on every call).
+        if binding.flights is not None and (ttl if ttl is not None else cache.default_ttl) != 0:
+            mark = stampede.claim(cache, binding, fkey, guard)
+            if mark is None:
+                boarded = yield from stampede.board(cache, binding, fkey, skey_fn, tags_fn, guard)
+                if type(boarded) is not tuple:  # served by another caller's computation
+                    return boarded.value if on_hit is None else on_hit(boarded.value)
+                mark, lease = boarded
     pending = Pending(binding, fkey, None, tags_fn(), ttl, cache.epoch[0], cache.clock())
+    pending.mark, pending.lease = mark, lease
     op = None if chains.compute is None else cache.describe("compute", binding, skey_fn(), pending.tags)
     try:
         value = yield (COMPUTE, chains.compute, op, None)
-    except BaseException:
+    except BaseException as exc:
         inv.capture_end(pending.token)
         if probe:
             binding.meter.errors.add()  # the call's outcome: error (see cacheplug.statistics)
+        stampede.land(pending, error=exc)
         raise
     binding.meter.compute.record(cache.clock() - pending.start)
     stored, result = (True, value) if keep is None else keep(pending, value)
-    yield from finish_flow(cache, pending, value, stored, skey_fn, force)
+    if lease is not None:  # a holder whose host lease was taken over stores nothing
+        stored = (yield (WAIT, stampede.fence, pending, None)) and stored
+    try:
+        entry = yield from finish_flow(cache, pending, value, stored, skey_fn, force)
+    except BaseException as exc:
+        stampede.land(pending, error=exc)
+        raise
+    stampede.land(pending, entry)
     return result
 
 
@@ -204,6 +229,12 @@ def run(steps: Steps, func: Callable[..., Any] = bool, args: tuple[Any, ...] = (
             except BaseException as exc:
                 steps.throw(exc)  # the flow cleans up and raises it again
                 raise  # pragma: no cover - the flow always re-raises
+        elif kind is WAIT:
+            try:
+                answer = target(key)
+            except BaseException as exc:  # interrupted while waiting
+                steps.throw(exc)
+                raise  # pragma: no cover - the flow always re-raises
         else:  # CHAINED: the sub-flow is the terminal of a middleware chain
             answer = target(with_run(entry, _driven(key[0], run)))
 
@@ -246,6 +277,12 @@ async def arun(
                     answer = await func(*args, **(kwargs or {}))
                 else:
                     answer = await target(with_run(key, lambda: func(*args, **(kwargs or {}))))
+            except BaseException as exc:
+                steps.throw(exc)
+                raise  # pragma: no cover - the flow always re-raises
+        elif kind is WAIT:
+            try:  # never on the event loop's thread: awaited, or waited in a worker thread
+                answer = await (entry(key) if entry is not None else asyncio.to_thread(target, key))
             except BaseException as exc:
                 steps.throw(exc)
                 raise  # pragma: no cover - the flow always re-raises
