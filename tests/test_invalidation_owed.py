@@ -12,12 +12,10 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
-import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import pytest
 
@@ -26,61 +24,7 @@ from cacheplug import Cache, DiskTier, InvalidationError, get_cache
 from cacheplug.cache import health
 
 from .owed_support import computed, f, g
-
-ROOT = Path(__file__).resolve().parents[1]
-TIMEOUT = 60
-
-
-class Peer:
-    """A real process with its own cache on the directory, driven line by line."""
-
-    def __init__(self, directory: Path, source: Path) -> None:
-        env = {
-            **os.environ,
-            "CACHEPLUG_DIR": str(directory),
-            "CACHEPLUG_TEST_SOURCE": str(source),
-            "PYTHONPATH": str(ROOT),
-        }
-        self.proc = subprocess.Popen(
-            [sys.executable, "-c", "from tests.owed_support import serve; serve()"],
-            cwd=ROOT,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-            env=env,
-        )
-
-    def ask(self, command: str) -> tuple[str, str]:
-        stdin: IO[str] | None = self.proc.stdin
-        stdout: IO[str] | None = self.proc.stdout
-        assert stdin is not None and stdout is not None
-        stdin.write(command + "\n")
-        stdin.flush()
-        answer = _readline(stdout)
-        value, how = answer.split()
-        return value, how
-
-    def stop(self) -> None:
-        if self.proc.stdin is not None:
-            self.proc.stdin.close()
-        try:
-            self.proc.wait(timeout=TIMEOUT)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=TIMEOUT)
-
-
-def _readline(stream: IO[str]) -> str:
-    import selectors
-
-    with selectors.DefaultSelector() as sel:
-        sel.register(stream, selectors.EVENT_READ)
-        if not sel.select(TIMEOUT):
-            raise TimeoutError("the other process did not answer in time")
-    line = stream.readline()
-    if not line:
-        raise RuntimeError("the other process exited")
-    return line.strip()
+from .peer_support import Peer
 
 
 @contextlib.contextmanager
@@ -114,7 +58,10 @@ def setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Setup]:
     cache = get_cache()  # the default cache, on the directory, as in the other process
     assert isinstance(cache.tiers[1], DiskTier)
     computed.clear()
-    peer = Peer(directory, source)
+    peer = Peer(
+        "from tests.owed_support import serve; serve()",
+        {"CACHEPLUG_DIR": str(directory), "CACHEPLUG_TEST_SOURCE": str(source)},
+    )
     try:
         yield Setup(cache, source, peer)
     finally:
@@ -124,12 +71,12 @@ def setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Setup]:
 def _fail_to_invalidate(setup: Setup) -> None:
     cache, peer, source = setup.cache, setup.peer, setup.source
     assert f(1) == "f1=1"
-    assert peer.ask("f 1") == ("f1=1", "cached")  # from the disk tier, into its memory
+    assert peer.ask("f 1") == ["f1=1", "cached"]  # from the disk tier, into its memory
     source.write_text("2")  # the write the invalidation is for
     with locked_journal(cache), pytest.raises(InvalidationError):
         cache.invalidate(tags=["item:1"])
     assert cache.judge.owed  # owed to the host
-    assert peer.ask("f 1") == ("f1=1", "cached")  # the other process never heard of it
+    assert peer.ask("f 1") == ["f1=1", "cached"]  # the other process never heard of it
 
 
 def test_while_an_invalidation_is_owed_no_shared_tier_is_read(setup: Setup) -> None:
@@ -138,7 +85,7 @@ def test_while_an_invalidation_is_owed_no_shared_tier_is_read(setup: Setup) -> N
     assert f(1) == "f1=2" and computed == ["f1", "f1"]  # this process does not serve the old value
     # The other process stores a value in the disk tier after the failure (computed from
     # whatever it had; here fresh, but this process cannot know): it is not read here.
-    assert peer.ask("g 5") == ("g5=2", "computed")
+    assert peer.ask("g 5") == ["g5=2", "computed"]
     assert g(5) == "g5=2" and computed[-1] == "g5"
     assert cache.get("anything") is None
 
@@ -154,8 +101,8 @@ def test_the_watcher_records_the_owed_invalidation_once_it_can(
         assert cache.judge.owed  # still locked: still owed
     cache.health.on_tick(False)
     assert not cache.judge.owed
-    assert peer.ask("f 1") == ("f1=2", "computed")  # the other process sees it now
-    assert peer.ask("g 6") == ("g6=2", "computed")
+    assert peer.ask("f 1") == ["f1=2", "computed"]  # the other process sees it now
+    assert peer.ask("g 6") == ["g6=2", "computed"]
     assert g(6) == "g6=2" and "g6" not in computed  # and the disk tier is read again
 
 
@@ -164,7 +111,7 @@ def test_the_next_invalidation_records_the_owed_one_too(setup: Setup) -> None:
     _fail_to_invalidate(setup)
     cache.invalidate(tags=["unrelated"])
     assert not cache.judge.owed
-    assert peer.ask("f 1") == ("f1=2", "computed")
+    assert peer.ask("f 1") == ["f1=2", "computed"]
 
 
 def test_a_failed_invalidation_inside_a_batch_is_owed_too(setup: Setup) -> None:
