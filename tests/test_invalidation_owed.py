@@ -68,38 +68,42 @@ def setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Setup]:
         peer.stop()
 
 
-def _fail_to_invalidate(setup: Setup) -> None:
+@contextlib.contextmanager
+def failed_invalidation(setup: Setup) -> Iterator[None]:
+    """An invalidation of ``item:1`` that cannot be recorded; the journal stays locked inside
+    the block, so that nothing (not the store's watcher either) can record it meanwhile."""
     cache, peer, source = setup.cache, setup.peer, setup.source
     assert f(1) == "f1=1"
     assert peer.ask("f 1") == ["f1=1", "cached"]  # from the disk tier, into its memory
     source.write_text("2")  # the write the invalidation is for
-    with locked_journal(cache), pytest.raises(InvalidationError):
-        cache.invalidate(tags=["item:1"])
-    assert cache.judge.owed  # owed to the host
-    assert peer.ask("f 1") == ["f1=1", "cached"]  # the other process never heard of it
+    with locked_journal(cache):
+        with pytest.raises(InvalidationError):
+            cache.invalidate(tags=["item:1"])
+        assert cache.judge.owed  # owed to the host
+        assert peer.ask("f 1") == ["f1=1", "cached"]  # the other process never heard of it
+        yield
 
 
 def test_while_an_invalidation_is_owed_no_shared_tier_is_read(setup: Setup) -> None:
-    cache, peer = setup.cache, setup.peer
-    _fail_to_invalidate(setup)
-    assert f(1) == "f1=2" and computed == ["f1", "f1"]  # this process does not serve the old value
-    # The other process stores a value in the disk tier after the failure (computed from
-    # whatever it had; here fresh, but this process cannot know): it is not read here.
-    assert peer.ask("g 5") == ["g5=2", "computed"]
-    assert g(5) == "g5=2" and computed[-1] == "g5"
-    assert cache.get("anything") is None
+    peer = setup.peer
+    with failed_invalidation(setup):
+        assert f(1) == "f1=2" and computed == ["f1", "f1"]  # this process does not serve the old value
+        # The other process stores a value in the disk tier after the failure (computed from
+        # whatever it had; here fresh, but this process cannot know): it is not read here.
+        assert peer.ask("g 5") == ["g5=2", "computed"]
+        assert g(5) == "g5=2" and computed[-1] == "g5"
+        assert setup.cache.get("anything") is None
 
 
 def test_the_watcher_records_the_owed_invalidation_once_it_can(
     setup: Setup, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     cache, peer = setup.cache, setup.peer
-    _fail_to_invalidate(setup)
     monkeypatch.setattr(health, "RETRY_INTERVAL", 0.0)
-    with locked_journal(cache):
+    with failed_invalidation(setup):
         cache.health.on_tick(False)  # what the store's watcher calls about once a second
         assert cache.judge.owed  # still locked: still owed
-    cache.health.on_tick(False)
+    cache.health.on_tick(False)  # (the watcher's own thread may have been first: either records it)
     assert not cache.judge.owed
     assert peer.ask("f 1") == ["f1=2", "computed"]  # the other process sees it now
     assert peer.ask("g 6") == ["g6=2", "computed"]
@@ -108,7 +112,10 @@ def test_the_watcher_records_the_owed_invalidation_once_it_can(
 
 def test_the_next_invalidation_records_the_owed_one_too(setup: Setup) -> None:
     cache, peer = setup.cache, setup.peer
-    _fail_to_invalidate(setup)
+    cache.health._settle_at = float("inf")  # the watcher does not retry: the next invalidation must
+    with failed_invalidation(setup):
+        pass
+    assert cache.judge.owed
     cache.invalidate(tags=["unrelated"])
     assert not cache.judge.owed
     assert peer.ask("f 1") == ["f1=2", "computed"]
@@ -116,6 +123,7 @@ def test_the_next_invalidation_records_the_owed_one_too(setup: Setup) -> None:
 
 def test_a_failed_invalidation_inside_a_batch_is_owed_too(setup: Setup) -> None:
     cache = setup.cache
+    cache.health._settle_at = float("inf")
     assert f(1) == "f1=1"
     with locked_journal(cache), pytest.raises(InvalidationError), cacheplug.batch():
         cacheplug.invalidate(tags=["item:1"])

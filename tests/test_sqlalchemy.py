@@ -485,3 +485,28 @@ def test_a_missing_sqlalchemy_names_the_extra_to_install() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert out.stdout.startswith("MissingDependency") and "pip install 'cacheplug[sqlalchemy]'" in out.stdout
+
+
+def test_a_receiver_that_raises_keeps_nothing_from_being_invalidated(
+    factory: sessionmaker[Session], engine: sa.Engine, cache: Cache, sent: Sent
+) -> None:
+    view = user_view(cache, engine)
+    assert view(1) is None
+
+    def broken(sender: Any, **kwargs: Any) -> None:
+        raise LookupError("a receiver of the application")
+
+    cacheplug.signals.written.connect(broken)
+    try:
+        with pytest.raises(LookupError), factory.begin() as session:
+            session.add_all([User(id=1, name="a"), User(id=2, name="b")])
+    finally:
+        cacheplug.signals.written.disconnect(broken)
+    assert sent.writes() == {("user", 1), ("user", 2)}  # every write told to every other receiver
+    assert len(sent.invalidations) == 1 and view(1) == "a"  # and invalidated
+
+
+def test_a_muted_written_signal_sends_nothing(factory: sessionmaker[Session], sent: Sent) -> None:
+    with cacheplug.signals.written.muted(), factory.begin() as session:
+        session.add(Group(id=1))
+    assert sent.written == [] and sent.invalidations == []

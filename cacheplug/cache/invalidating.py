@@ -90,7 +90,8 @@ class Invalidator:
         self.rules.append(rule)
 
     def write_tags(self, entity: str, id: Any = None) -> list[str]:
-        return inv.write_tags(entity, id, [*state.RULES, *self.rules])
+        rules = state.RULES
+        return inv.write_tags(entity, id, [*rules, *self.rules] if self.rules else rules)
 
     def request(self, tags: builtins.set[str], keys: builtins.set[str]) -> bool:
         """Apply an invalidation now, or hand it to the enclosing batch or the debouncer.

@@ -37,12 +37,12 @@ no shared tier until the invalidation is recorded (``cacheplug.cache.invalidatin
 from __future__ import annotations
 
 import asyncio
-import functools
 import importlib
+import inspect
 import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from ._require import require
 
@@ -50,7 +50,7 @@ require("sqlalchemy", "sqlalchemy")  # raises MissingDependency naming the extra
 
 from sqlalchemy import event  # noqa: E402  (imported once the check above passed)
 from sqlalchemy import inspect as sa_inspect  # noqa: E402
-from sqlalchemy.engine import Connection  # noqa: E402
+from sqlalchemy.engine import Connection, Engine  # noqa: E402
 from sqlalchemy.ext.asyncio import AsyncSession, async_scoped_session, async_sessionmaker  # noqa: E402
 from sqlalchemy.orm import Mapper, Session, SessionTransaction, scoped_session, sessionmaker  # noqa: E402
 from sqlalchemy.orm.attributes import get_state_history, instance_state  # noqa: E402
@@ -70,6 +70,7 @@ __all__ = ["CompositeKey", "Tracking", "entity_of", "track"]
 _INFO_KEY = "cacheplug.writes"  # the session.info entry holding its open transaction's writes
 
 Write = tuple[str, Any]  # (entity, id or None)
+Pending = Write | InstanceState[Any]  # a write, or an object whose row is named at commit
 
 
 class CompositeKey(tuple[Any, ...]):
@@ -203,27 +204,32 @@ def _rows(values: tuple[Any, ...]) -> list[Any]:
     return [values[0] if len(values) == 1 else CompositeKey(values)]
 
 
-def _ids(state: InstanceState[Any], plan: _Plan) -> list[Any]:
-    """The ids of the row ``state`` is (two when a flush changed the primary key itself)."""
-    found = [] if state.key is None else _rows(state.key[1])
-    if state.key is None or any(k in state.committed_state for k in plan.key_attributes):
-        found += _rows(tuple(state.dict.get(k) for k in plan.key_attributes))
-    return found
-
-
-def _object_writes(state: InstanceState[Any], deleted: bool, out: set[Write]) -> None:
+def _flushed(
+    state: InstanceState[Any], deleted: bool, bucket: set[Pending], plans: dict[type, _Plan]
+) -> None:
     """Add what a flush of ``state`` wrote: its row, the rows its foreign keys point to (before
-    and after), and the other side of the relationships it changed."""
-    plan = _plan(state.mapper)
-    for row in _ids(state, plan):
-        out.update((entity, row) for entity in plan.entities)
+    and after), and the other side of the relationships it changed.
+
+    The rows of objects are added as their states and named when the transaction commits
+    (:func:`_named`): by then the flush has given new rows their identity, and a transaction
+    that rolls back never pays for it.
+    """
+    bucket.add(state)
+    plan = plans.get(state.class_)
+    if plan is None:
+        plan = plans[state.class_] = _plan(state.mapper)
+    if not plan.parents and not plan.relationships and state.key is None:
+        return  # a new row and nothing else (most inserts)
     now, before = state.dict, state.committed_state
+    if state.key is not None and any(k in before for k in plan.key_attributes):
+        for row in _rows(state.key[1]):  # the flush changed the key itself: the old row too
+            bucket.update((entity, row) for entity in plan.entities)
     for entities, keys in plan.parents:
         rows = _rows(tuple(now.get(k) for k in keys))
         if any(k in before for k in keys):
             rows += _rows(tuple(before.get(k, now.get(k)) for k in keys))
         for row in rows:
-            out.update((entity, row) for entity in entities)
+            bucket.update((entity, row) for entity in entities)
     for key, secondary in plan.relationships:
         if deleted:
             if key not in now:
@@ -234,16 +240,35 @@ def _object_writes(state: InstanceState[Any], deleted: bool, out: set[Write]) ->
             related = [*history.added, *history.deleted]
         else:
             continue
-        if not related:
+        if related and secondary is not None:
+            bucket.add((secondary, None))
+        bucket.update(instance_state(other) for other in related if other is not None)
+
+
+def _named(bucket: set[Pending]) -> set[Write]:
+    """The writes of a committed transaction, each object's row named by its identity."""
+    written: set[Write] = set()
+    entities_of: dict[type, tuple[str, ...]] = {}
+    for item in bucket:
+        if type(item) is tuple:
+            written.add(item)
             continue
-        if secondary is not None:
-            out.add((secondary, None))
-        for other in related:
-            if other is not None:
-                other_state = instance_state(other)
-                other_plan = _plan(other_state.mapper)
-                for row in _ids(other_state, other_plan):
-                    out.update((entity, row) for entity in other_plan.entities)
+        identity = cast("InstanceState[Any]", item).key  # (class, key values, token)
+        if identity is None:
+            continue  # never flushed: it wrote nothing
+        entities = entities_of.get(identity[0])
+        if entities is None:
+            entities = entities_of[identity[0]] = _plan(cast("InstanceState[Any]", item).mapper).entities
+        values = identity[1]
+        if len(values) == 1:
+            row = values[0]
+        elif None in values:
+            continue
+        else:
+            row = CompositeKey(values)
+        for entity in entities:
+            written.add((entity, row))
+    return written
 
 
 def _statement_tables(clause: Any) -> list[FromClause]:
@@ -269,14 +294,14 @@ def _statement_tables(clause: Any) -> list[FromClause]:
 class _Writes:
     """What one session wrote in its open transaction, by savepoint, until it ends."""
 
-    __slots__ = ("buckets", "committed", "flush", "listening")
+    __slots__ = ("buckets", "committed", "connections", "flush")
 
     def __init__(self) -> None:
         # Keyed by the savepoint (or the outermost transaction) the writes belong to.
-        self.buckets: dict[SessionTransaction, set[Write]] = {}
+        self.buckets: dict[SessionTransaction, set[Pending]] = {}
         self.committed: set[SessionTransaction] = set()
         self.flush: Any = None  # the UOWTransaction of the flush running now, if any
-        self.listening: dict[Connection, Callable[..., None]] = {}
+        self.connections: list[Connection] = []  # the connections the session used
 
     def flushing(self) -> bool:
         transaction = getattr(self.flush, "transaction", None)
@@ -297,7 +322,7 @@ def _level(transaction: SessionTransaction | None) -> SessionTransaction | None:
     return transaction
 
 
-def _bucket(session: Session, writes: _Writes) -> set[Write] | None:
+def _bucket(session: Session, writes: _Writes) -> set[Pending] | None:
     level = session.get_nested_transaction() or session.get_transaction()
     if level is None:
         return None
@@ -307,27 +332,40 @@ def _bucket(session: Session, writes: _Writes) -> set[Write] | None:
     return bucket
 
 
+# The connections of tracked sessions' open transactions, and those sessions (weakly): a
+# statement one of them runs that no flush ran is a write by table.
+_CONNECTIONS: weakref.WeakKeyDictionary[Connection, list[weakref.ref[Session]]] = weakref.WeakKeyDictionary()
+
+
 def _after_begin(session: Session, transaction: SessionTransaction, connection: Connection) -> None:
     writes = _writes(session)
-    if connection not in writes.listening:
-        listener = functools.partial(_after_execute, weakref.ref(session))
-        event.listen(connection, "after_execute", listener)
-        writes.listening[connection] = listener
+    if connection not in writes.connections:
+        writes.connections.append(connection)
+        _CONNECTIONS.setdefault(connection, []).append(weakref.ref(session))
 
 
-def _after_execute(
-    session_ref: Callable[[], Session | None], conn: Any, clause: Any, *args: Any, **kwargs: Any
-) -> None:
-    """A statement ran on a connection of the session: note the tables it wrote."""
+def _after_execute(conn: Connection, clause: Any, *args: Any) -> None:
+    """A statement ran on some connection (every engine's, while anything is tracked)."""
     if not getattr(clause, "is_dml", False):
         return  # queries, DDL, text() and driver SQL
-    session = session_ref()
-    writes = None if session is None else session.info.get(_INFO_KEY)
-    if session is None or writes is None or writes.flushing():
-        return  # a flush's rows are sent as the objects they are
-    bucket = _bucket(session, writes)
-    if bucket is not None:
-        bucket.update((_table_entity(t), None) for t in _statement_tables(clause))
+    sessions = _CONNECTIONS.get(conn)
+    for ref in sessions or ():
+        session = ref()
+        writes = None if session is None else session.info.get(_INFO_KEY)
+        if session is None or writes is None or writes.flushing():
+            continue  # a flush's rows are sent as the objects they are
+        bucket = _bucket(session, writes)
+        if bucket is not None:
+            bucket.update((_table_entity(t), None) for t in _statement_tables(clause))
+
+
+def _release(session: Session, writes: _Writes) -> None:
+    for connection in writes.connections:
+        refs = _CONNECTIONS.get(connection)
+        if refs is not None:
+            refs[:] = [r for r in refs if r() is not session and r() is not None]
+            if not refs:
+                del _CONNECTIONS[connection]
 
 
 def _before_flush(session: Session, flush_context: Any, instances: Any) -> None:
@@ -341,13 +379,14 @@ def _after_flush(session: Session, flush_context: Any) -> None:
     bucket = _bucket(session, writes)
     if bucket is None:
         return
+    plans: dict[type, _Plan] = {}
     for obj in session.new:
-        _object_writes(instance_state(obj), False, bucket)
+        _flushed(instance_state(obj), False, bucket, plans)
     for obj in session.dirty:
         if session.is_modified(obj):
-            _object_writes(instance_state(obj), False, bucket)
+            _flushed(instance_state(obj), False, bucket, plans)
     for obj in session.deleted:
-        _object_writes(instance_state(obj), True, bucket)
+        _flushed(instance_state(obj), True, bucket, plans)
 
 
 def _after_commit(session: Session) -> None:
@@ -372,11 +411,9 @@ def _after_transaction_end(session: Session, transaction: SessionTransaction) ->
             writes.buckets.setdefault(parent, set()).update(bucket)
         return
     del session.info[_INFO_KEY]
-    for connection, listener in writes.listening.items():
-        if event.contains(connection, "after_execute", listener):
-            event.remove(connection, "after_execute", listener)
+    _release(session, writes)
     if committed and bucket:
-        _send(session, bucket)
+        _send(session, _named(bucket))
 
 
 # -- sending ---------------------------------------------------------------------------------
@@ -399,14 +436,25 @@ def _send(session: Session, written: set[Write]) -> None:
 
 
 def _deliver(session: Session, written: set[Write]) -> None:
+    """``signals.written.send(session, entity=..., id=...)`` for each write, inside one batch.
+
+    The receivers are looked up once per commit rather than once per write (a commit of 100
+    rows would spend a third of its invalidation in blinker's lookup), and a receiver that
+    raises does not keep the others, or the other writes, from being told.
+    """
+    signal = signals.written
+    receivers = [] if signal.is_muted else list(signal.receivers_for(session))
+    if any(inspect.iscoroutinefunction(r) for r in receivers):
+        receivers = [signal.send]  # an async receiver: let blinker refuse it as it does
     failures: list[Exception] = []
     try:
         with batch():
             for entity, row in written:
-                try:
-                    signals.written.send(session, entity=entity, id=row)
-                except Exception as exc:  # a receiver failed: the other writes still go out
-                    failures.append(exc)
+                for receiver in receivers:
+                    try:
+                        receiver(session, entity=entity, id=row)
+                    except Exception as exc:  # the other receivers and writes still go out
+                        failures.append(exc)
     except InvalidationError as exc:
         raise InvalidationError(
             f"the transaction was committed (its writes are in the database), but their "
@@ -440,6 +488,11 @@ class Tracking:
         self._restore = restore
         for name, listener in _EVENTS:
             event.listen(listen_on, name, listener)
+        if not _ACTIVE:
+            # Every engine's statements, from now until nothing is tracked: one dictionary
+            # lookup per statement finds those run on tracked sessions' connections.
+            event.listen(Engine, "after_execute", _after_execute)
+        _ACTIVE.add(self)
         self.active = True
 
     def untrack(self) -> None:
@@ -451,6 +504,9 @@ class Tracking:
         for name, listener in _EVENTS:
             if event.contains(self._listen_on, name, listener):
                 event.remove(self._listen_on, name, listener)
+        _ACTIVE.discard(self)
+        if not _ACTIVE and event.contains(Engine, "after_execute", _after_execute):
+            event.remove(Engine, "after_execute", _after_execute)
         if self._restore is not None:
             self._restore()
 
@@ -465,6 +521,7 @@ class Tracking:
 
 
 _TRACKINGS: weakref.WeakKeyDictionary[Any, Tracking] = weakref.WeakKeyDictionary()
+_ACTIVE: set[Tracking] = set()  # the trackings not undone
 
 
 def track(target: Any) -> Tracking:
