@@ -65,6 +65,26 @@ class Address(Base):
     user: Mapped[User] = relationship(back_populates="addresses")
 
 
+class Note(Base):
+    """A foreign key column and no relationship."""
+
+    __tablename__ = "notes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    author_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+
+
+class Category(Base):
+    """A tree: a many-to-one onto its own table."""
+
+    __tablename__ = "categories"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("categories.id"))
+    parent: Mapped[Category | None] = relationship(remote_side=[id], back_populates="children")
+    children: Mapped[list[Category]] = relationship(back_populates="parent")
+
+
 class OrderLine(Base):
     __tablename__ = "order_lines"
     __cacheplug_entity__ = "order_line"

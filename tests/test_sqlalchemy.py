@@ -35,9 +35,11 @@ from cacheplug.integrations.sqlalchemy import CompositeKey, Tracking, entity_of,
 from .sqla_support import (  # noqa: E402
     BACKENDS,
     Address,
+    Category,
     Employee,
     Group,
     Manager,
+    Note,
     OrderLine,
     Sent,
     User,
@@ -278,6 +280,32 @@ def test_a_child_row_sends_the_parent_its_foreign_key_points_to(
     with factory.begin() as session:
         session.delete(session.get(Address, 10))
     assert sent.writes() == {("addresses", 10), ("user", 2)}
+
+
+def test_a_foreign_key_without_a_relationship_sends_the_row_it_points_to(
+    factory: sessionmaker[Session], sent: Sent
+) -> None:
+    with factory.begin() as session:
+        session.add_all([User(id=1, name="a"), User(id=2, name="b")])
+    sent.clear()
+    with factory.begin() as session:
+        session.add(Note(id=5, author_id=1))
+    assert sent.writes() == {("notes", 5), ("user", 1)}
+    sent.clear()
+    with factory.begin() as session:
+        session.get(Note, 5).author_id = None  # unset: only the old author
+    assert sent.writes() == {("notes", 5), ("user", 1)}
+
+
+def test_a_tree_sends_the_parent_node(factory: sessionmaker[Session], sent: Sent) -> None:
+    with factory.begin() as session:
+        root = Category(id=1)
+        session.add_all([root, Category(id=2, parent=root)])
+    assert sent.writes() == {("categories", 1), ("categories", 2)}
+    sent.clear()
+    with factory.begin() as session:
+        session.add(Category(id=3, parent_id=2))
+    assert sent.writes() == {("categories", 3), ("categories", 2)}
 
 
 def test_an_orphan_deleted_by_the_flush_is_sent(factory: sessionmaker[Session], sent: Sent) -> None:

@@ -5,8 +5,9 @@ Used by :mod:`cacheplug.integrations.sqlalchemy` (see its docstring for what is 
 * the entity of a table is its name, or the ``__cacheplug_entity__`` of the model class that
   maps it (the base of an inheritance hierarchy sharing it), checked once per table;
 * what a flush of one object wrote (:func:`flushed`): the object itself, named at commit by
-  its identity (:func:`named`), the rows its foreign keys point to, and the other side of
-  the relationships it changed (a many-to-many one's association table by table);
+  its identity (:func:`named`), the rows its foreign keys (constraints, or many-to-one
+  relationships) point to, and the other side of the relationships it changed (a
+  many-to-many one's association table by table);
 * the tables an INSERT, UPDATE or DELETE statement writes (:func:`statement_tables`).
 
 Everything a mapper needs is worked out once per mapper (:class:`Plan`); a commit then
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 import importlib
 import weakref
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -150,15 +151,39 @@ def _plan(mapper: Mapper[Any]) -> Plan:
     found = _PLANS.get(mapper)
     if found is None:
         found = _PLANS[mapper] = Plan(
-            entities=tuple(dict.fromkeys(table_entity(t) for t in mapper.tables)),
+            entities=_entities(mapper),
             key_attributes=tuple(mapper.get_property_by_column(c).key for c in mapper.primary_key),
             relationships=tuple(
                 (r.key, None if r.secondary is None else table_entity(r.secondary))
                 for r in mapper.relationships
             ),
-            parents=tuple(dict.fromkeys(p for r in mapper.relationships if (p := _parent(mapper, r)))),
+            parents=tuple(
+                dict.fromkeys(
+                    [
+                        *_referenced(mapper),
+                        *(p for r in mapper.relationships if (p := _parent(mapper, r)) is not None),
+                    ]
+                )
+            ),
         )
     return found
+
+
+def _referenced(mapper: Mapper[Any]) -> Iterator[tuple[tuple[str, ...], tuple[str, ...]]]:
+    """For each foreign key constraint of the model's tables onto another table's primary key:
+    that table's entity, and the attributes of ``mapper`` holding the key (in the key's order)."""
+    for table in mapper.tables:
+        for constraint in getattr(table, "foreign_key_constraints", ()):
+            try:
+                referred = constraint.referred_table
+                key = list(referred.primary_key.columns)
+                local_of = {element.column: element.parent for element in constraint.elements}
+                if not key or set(local_of) != set(key):
+                    continue
+                attributes = tuple(mapper.get_property_by_column(local_of[c]).key for c in key)
+            except Exception:  # unresolved, or a column the model does not map
+                continue
+            yield (table_entity(referred),), attributes
 
 
 def _parent(mapper: Mapper[Any], relationship: Any) -> tuple[tuple[str, ...], tuple[str, ...]] | None:
@@ -174,7 +199,11 @@ def _parent(mapper: Mapper[Any], relationship: Any) -> tuple[tuple[str, ...], tu
         keys = tuple(mapper.get_property_by_column(local_of[c]).key for c in target.primary_key)
     except Exception:  # a foreign key column the model does not map: nothing to read it from
         return None
-    return _plan(target).entities, keys
+    return _entities(target), keys
+
+
+def _entities(mapper: Mapper[Any]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(table_entity(t) for t in mapper.tables))
 
 
 def _rows(values: tuple[Any, ...]) -> list[Any]:
