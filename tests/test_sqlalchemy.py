@@ -359,7 +359,7 @@ def test_many_to_many_sends_the_association_table_and_both_sides(
 
 
 def test_core_statements_through_the_session_send_their_table(
-    factory: sessionmaker[Session], cache: Cache, sent: Sent
+    factory: sessionmaker[Session], engine: sa.Engine, cache: Cache, sent: Sent
 ) -> None:
     computed: list[str] = []
 
@@ -370,11 +370,17 @@ def test_core_statements_through_the_session_send_their_table(
 
     user_count()
     with factory.begin() as session:
-        session.execute(sa.insert(User.__table__).values(id=1, name="a"))
+        session.add(User(id=1, name="a"))
+    view = user_view(cache, engine)
+    assert view(1) == "a" and user_count() == 2
+    sent.clear()
+    with factory.begin() as session:
+        session.execute(sa.update(User.__table__).values(name="b"))
         session.execute(sa.update(Group.__table__).values(title="t"))
         session.connection().execute(sa.delete(Address.__table__))
     assert sent.writes() == {("user", None), ("groups", None), ("addresses", None)}
-    assert user_count() == 2  # the table's tag
+    assert user_count() == 3  # the table's tag
+    assert view(1) == "b"  # and every row's: user:{user_id} too
 
 
 def test_orm_statements_and_bulk_operations_send_their_table(

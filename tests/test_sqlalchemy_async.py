@@ -130,6 +130,20 @@ def test_the_invalidation_is_recorded_off_the_event_loop(engine: AsyncEngine, se
     assert threads and loop_thread not in threads
 
 
+def test_statements_through_an_async_session_send_their_table(engine: AsyncEngine, sent: Sent) -> None:
+    factory = async_sessionmaker(engine)
+
+    async def scenario() -> None:
+        async with factory.begin() as session:
+            await session.execute(sa.insert(Group), [{"id": 1}, {"id": 2}])
+            await session.execute(sa.update(User.__table__).values(name="x"))
+            await session.execute(sa.text("UPDATE groups SET title = 'raw'"))  # not covered
+
+    with track(factory):
+        asyncio.run(scenario())
+    assert sent.writes() == {("groups", None), ("user", None)}
+
+
 def test_track_an_async_session_class(engine: AsyncEngine, sent: Sent) -> None:
     class AppSession(AsyncSession):
         pass

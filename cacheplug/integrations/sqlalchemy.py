@@ -18,8 +18,8 @@ wrote. What is sent:
   table written by a statement executed through the session rather than by a flush (Core
   ``insert()``/``update()``/``delete()``, ``session.execute(update(Model)...)``,
   ``Query.update()``/``delete()``, ORM bulk inserts and updates, the legacy ``bulk_*``
-  methods): ``entity=`` the table's entity and ``id=None``. That invalidates the entity's
-  tag (``"order"``), not the per-row tags (``"order:5"``);
+  methods): ``entity=`` the table's entity and ``id=None``, which invalidates the entity's
+  tag (``"order"``) and every entry tagged with one of its rows (``"order:5"``);
 * nothing for ``text()`` and ``exec_driver_sql()`` statements, nor for rows that the
   database changes by itself (``ON DELETE CASCADE``, triggers): invalidate those by hand.
 

@@ -7,7 +7,8 @@ commit invalidate what it wrote, so no write below calls ``invalidate()``:
 * ``customer_orders(customer_id)``: a customer's orders, tagged ``customer:{customer_id}``
   (an order written sends the customer its foreign key points to);
 * ``order_count()``: tagged ``order``, which every order write invalidates, by object or by
-  a bulk statement (``discount_all``) alike.
+  a statement (``discount_all``) alike; a statement, which writes rows cacheplug cannot
+  name, invalidates every ``order:{order_id}`` entry too.
 
 Run it: ``python app.py`` (SQLite in a temporary folder). Its tests: ``test_app.py``.
 """
@@ -121,7 +122,7 @@ def move_order(order_id: int, customer_id: int) -> None:
 
 
 def discount_all(percent: int) -> None:
-    """One UPDATE for every order: invalidated by table (the ``order`` tag)."""
+    """One UPDATE for every order: invalidated by table (``order`` and every ``order:{id}``)."""
     with SessionFactory.begin() as session:
         session.execute(update(Order).values(total=Order.total * (100 - percent) // 100))
 

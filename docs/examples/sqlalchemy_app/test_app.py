@@ -51,11 +51,13 @@ def test_moving_an_order_changes_both_customers_lists() -> None:
 
 def test_a_bulk_update_invalidates_by_table() -> None:
     ada = app.add_customer("Ada")
-    app.place_order(ada, 1000)
-    assert app.order_count() == 1
+    order = app.place_order(ada, 1000)
+    assert app.order_count() == 1 and app.order_view(order)["total"] == 1000  # type: ignore[index]
     app.computed.clear()
     app.discount_all(10)
-    assert app.order_count() == 1 and app.computed == ["count"]  # the "order" tag
+    assert app.order_count() == 1  # the "order" tag
+    assert app.order_view(order)["total"] == 900  # type: ignore[index]  # and every "order:{id}"
+    assert app.computed == ["count", f"order {order}"]
 
 
 def test_a_rolled_back_transaction_invalidates_nothing() -> None:
