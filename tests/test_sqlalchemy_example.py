@@ -19,7 +19,9 @@ EXAMPLE = ROOT / "docs" / "examples" / "sqlalchemy_app"
 
 
 def test_the_example_is_one_the_suite_runs() -> None:
-    assert (EXAMPLE / "app.py").is_file() and (EXAMPLE / "test_app.py").is_file()
+    from .test_examples import _examples
+
+    assert EXAMPLE in _examples()
 
 
 def test_the_example_runs_as_a_script(tmp_path: Path) -> None:
