@@ -1,7 +1,9 @@
 """Tiering: read-through, promotion and write-through over a cache's tiers.
 
 A read looks in the function's memory shelf, then walks the shared tiers top-down; the
-first entry the judge finds fresh wins and is copied into the tiers above it. A store
+first entry the judge finds fresh wins and is copied into the tiers above it. While the
+judge owes the host an invalidation (one that could not be recorded), the shared tiers are
+not read: what other processes stored there may be stale. A store
 writes the memory shelf at once (a fill never replaces a fresh entry stored meanwhile; a
 refresh or ``set`` does) and then every shared tier, after the no-stale-set check: a value
 whose computation raced an invalidation of anything it was computed from is not stored.
@@ -113,6 +115,8 @@ class Tiering:
 
     def read(self, binding: Binding, fkey: Hashable, skey: str, now: float) -> Steps:
         """The fresh entry from the tiers below memory, promoted upward, or ``MISS``."""
+        if self.judge.owed:
+            return MISS
         verdict, started = self.judge.verdict, self.timer()
         for i, tier in enumerate(self.lower):
             found = yield (GET, tier, skey, None)
@@ -146,7 +150,7 @@ class Tiering:
         entry = binding.shelf.get(fkey)
         if entry is not None and self.judge.live(entry, now):
             return entry
-        for tier in self.lower if not binding.local else ():
+        for tier in self.lower if not binding.local and not self.judge.owed else ():
             found = yield (GET, tier, skey, None)
             if found is not MISS and self.judge.verdict(found, now, True) is FRESH:
                 return found
