@@ -30,6 +30,10 @@ PLUGIN = (
     "no:cacheprovider",
     "-W",
     "ignore::pytest.PytestAssertRewriteWarning",
+    # The inner sessions run in this process: pytest-django, set up already by this suite's
+    # Django tests, must not set Django's test environment up a second time there.
+    "-p",
+    "no:django",
 )
 
 
