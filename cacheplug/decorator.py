@@ -19,11 +19,13 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Callable, Iterable
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Protocol, TypeVar, overload
 
 from . import state
 from .cache import Cache
 from .cache.calls import _ttl_seconds
+from .cache.freshness import freshness
 from .drivers import _Core as _Core
 from .fastpath import make_call
 from .wrappers import BoundCachedFunction as BoundCachedFunction
@@ -100,6 +102,9 @@ def cached(
     typed: bool = True,
     cache_if: Callable[[Any], bool] | None = None,
     copy: bool = False,
+    stale_ttl: float | timedelta | None = None,
+    stale_if_error: float | timedelta | None = None,
+    early_refresh: bool | float = False,
 ) -> _Decorator: ...
 
 
@@ -117,6 +122,9 @@ def cached(
     typed: bool = True,
     cache_if: Callable[[Any], bool] | None = None,
     copy: bool = False,
+    stale_ttl: float | timedelta | None = None,
+    stale_if_error: float | timedelta | None = None,
+    early_refresh: bool | float = False,
 ) -> Any:
     """Cache a function's results: ``@cached`` or ``@cached(ttl, tags=..., ...)``.
 
@@ -139,6 +147,17 @@ def cached(
         typed: ``f(1)``, ``f(1.0)`` and ``f(True)`` are distinct entries (default).
         cache_if: predicate on the result; ``False`` returns it without storing.
         copy: return a deep copy of cached values to callers that mutate results.
+        stale_ttl: seconds after expiry during which the stale value is served, without
+            waiting, while one background refresh recomputes it.
+        stale_if_error: seconds after expiry during which the stale value is served when
+            recomputing it raises an ``Exception`` (retried at most every
+            ``min(1 s, stale_if_error / 10)``, not on every call); after them it raises.
+        early_refresh: ``True`` (β = 1) or a number β > 0: recompute a hot entry in the
+            background before it expires, by XFetch (``now - δ·β·ln(rand()) >= expiry``,
+            δ: the computation's duration on the cache's clock).
+
+    An invalidated entry is never served stale: ``stale_ttl`` and ``stale_if_error`` cover
+    expiry and errors, not invalidation. See docs/guide/freshness.md.
     """
     options = dict(
         ttl=None,
@@ -153,11 +172,15 @@ def cached(
         typed=typed,
         cache_if=cache_if,
         copy=copy,
+        stale_ttl=stale_ttl,
+        stale_if_error=stale_if_error,
+        early_refresh=early_refresh,
     )
     if (callable(ttl) and not isinstance(ttl, (int, float))) or isinstance(ttl, (classmethod, staticmethod)):
         return _wrap(ttl, options)
     options["ttl"] = ttl
-    _ttl_seconds(ttl, "@cached ttl")  # fail at decoration time, before the function exists
+    # Fail at decoration time, before the function exists.
+    freshness(stale_ttl, stale_if_error, early_refresh, _ttl_seconds(ttl, "@cached ttl"), "@cached")
 
     def decorate(func: Any) -> Any:
         return _wrap(func, options)

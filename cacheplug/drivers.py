@@ -182,9 +182,15 @@ class _Core(_CoreBase):
         is bound to the current cache, the general path) served it.
         """
         bound = self.bound
-        if bound is None or bound[0] is not self.holder[0] or not bound[0].chains.quiet_miss:
-            # Not bound to the current cache (the general path binds on the way), or
-            # middleware observes the miss: the general flow runs it.
+        if (
+            bound is None
+            or bound[0] is not self.holder[0]
+            or not bound[0].chains.quiet_miss
+            or self.freshness is not None
+        ):
+            # Not bound to the current cache (the general path binds on the way), middleware
+            # observes the miss, or the function has freshness options (the flow acts on an
+            # entry past its deadline: a refresh ahead, a stale value): the general flow runs it.
             return self.call(self.func, args, {}, args)
         cache, binding = bound
         skey = None

@@ -8,6 +8,14 @@ restarts its numbers under a new id). An entry is fresh while no tag it carries 
 invalidated after ``seq`` (see ``cacheplug.versions``). A miss is the :data:`MISS`
 sentinel, never ``None``.
 
+Freshness windows (``stale_ttl=``, ``stale_if_error=``, ``early_refresh=``; judged by
+``cacheplug.cache.judge``) cost a plain entry nothing: ``deadline`` is the moment until
+which a hit needs no further thought, ``expires`` unless the entry is recomputed ahead of
+its expiry (then ``deadline`` is XFetch's ``refresh_from = expires - 10·δ·β``, and the
+judge reads ``δ·β`` back as ``(expires - deadline) / 10``). The stale windows live only on
+a :class:`StaleEntry` (``stale_until``, ``error_until``); on a plain entry they are the
+class's ``-inf``, so every entry answers them and only entries that have them pay for them.
+
 Turning entries into bytes for the shared tiers (format version, signing) is the codec's
 job: see ``cacheplug.codec``.
 """
@@ -16,9 +24,10 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-__all__ = ["MISS", "Entry"]
+__all__ = ["MISS", "Entry", "StaleEntry"]
 
 _NEVER = float("inf")
+_NO_WINDOW = float("-inf")
 _EMPTY: tuple[str, ...] = ()
 
 
@@ -41,7 +50,16 @@ class Entry:
     Memory-tier entries are kept by reference and also carry their place in the tier
     (``shelf``, ``fkey``) and the second-chance bit ``ref`` of the eviction clock. An entry
     just read from a shared tier names it in ``tier`` (unset otherwise).
+
+    ``stale_until`` and ``error_until``: until when the entry may be served after its
+    expiry while it is refreshed (``stale_ttl``) or when recomputing it fails
+    (``stale_if_error``); ``-inf`` here, set on a :class:`StaleEntry`.
     """
+
+    # Class attributes, not slots: a plain entry has no stale window and stores none (the
+    # memory tier's bytes per entry stay what they were). StaleEntry's slots shadow them.
+    stale_until: float = _NO_WINDOW
+    error_until: float = _NO_WINDOW
 
     __slots__ = (
         "cost",
@@ -97,8 +115,8 @@ class Entry:
         return None if self.expires is None else self.expires - now
 
     def copy_for(self, skey: str | None = None) -> Entry:
-        """A detached copy (same payload) to place in another tier or shelf."""
-        copy = Entry(
+        """A detached copy (same payload and freshness windows) to place in another tier or shelf."""
+        copy = type(self)(
             self.value,
             self.created,
             self.expires,
@@ -109,7 +127,29 @@ class Entry:
             self.incarnation,
         )
         copy.cost = self.cost
+        copy.deadline = self.deadline
+        if isinstance(copy, StaleEntry):
+            copy.stale_until, copy.error_until = self.stale_until, self.error_until
         return copy
+
+    def windows(self) -> tuple[float, float, float] | None:
+        """``(deadline, stale_until, error_until)`` when the entry has freshness windows
+        (what a shared tier must keep for another process to judge it alike), else ``None``."""
+        if type(self) is Entry and self.deadline == (_NEVER if self.expires is None else self.expires):
+            return None
+        return (self.deadline, self.stale_until, self.error_until)
 
     def __repr__(self) -> str:
         return f"Entry(value={self.value!r}, expires={self.expires!r}, seq={self.seq}, tags={self.tags!r})"
+
+
+class StaleEntry(Entry):
+    """An entry that may be served after its expiry: ``stale_until`` (``stale_ttl=``: while
+    it is refreshed in the background) and ``error_until`` (``stale_if_error=``: when
+    recomputing it raises), both on the cache's clock."""
+
+    __slots__ = ("error_until", "stale_until")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.stale_until = self.error_until = _NO_WINDOW

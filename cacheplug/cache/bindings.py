@@ -143,6 +143,7 @@ class Bindings:
             self._direct[ident] = found
             return found
         found.local = bool(meta.local)
+        found.policy = getattr(meta, "freshness", None)
         self._functions[meta] = found
         weakref.finalize(meta, _retire, weakref.ref(self), ident, found.meter).atexit = False
         if self._memory is not None:

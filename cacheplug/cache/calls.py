@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from collections.abc import Hashable
 
     from .facade import Cache
+    from .freshness import Freshness
 
 __all__ = ["Binding", "Meter", "Pending", "Tally"]
 
@@ -69,7 +70,9 @@ class Meter:
     outcome "miss" is ``misses - errors``); ``tier_hits[i]``: hits of shared tier ``i``.
     ``latency[0]``: sampled memory hits, ``latency[1 + i]``: hits of shared tier ``i``;
     ``compute``: every computation that returned. ``sample``: the next general-path memory
-    hit is timed (set by every 64th hit).
+    hit is timed (set by every 64th hit). ``refreshes``: background refreshes run
+    (``stale_ttl``, ``early_refresh``); ``refresh_errors``: recomputations that raised while
+    a stale value stayed in place (failed background refreshes, ``stale_if_error`` retries).
     """
 
     __slots__ = (
@@ -79,6 +82,8 @@ class Meter:
         "hits",
         "latency",
         "misses",
+        "refresh_errors",
+        "refreshes",
         "sample",
         "stale",
         "tier_hits",
@@ -90,6 +95,8 @@ class Meter:
         self.errors = Tally()
         self.stale = Tally()
         self.coalesced = Tally()
+        self.refreshes = Tally()
+        self.refresh_errors = Tally()
         self.tier_hits = [Tally() for _ in range(tiers - 1)]
         self.compute = Histogram()
         self.latency = [Histogram() for _ in range(tiers)]
@@ -117,6 +124,8 @@ class Meter:
             stale=self.stale.value,
             coalesced=self.coalesced.value,
             errors=errors,
+            refreshes=self.refreshes.value,
+            refresh_errors=self.refresh_errors.value,
             tier_hits=tier_hits,
             compute=self.compute.read(),
             hit_latency=latency,
@@ -141,6 +150,8 @@ class Binding:
         "lock",
         "meter",
         "misses",
+        "policy",
+        "retries",
         "shelf",
         "signature",
         "skeys",
@@ -175,6 +186,10 @@ class Binding:
         # function's entries. Read checked first, written last (see Cache.advance).
         self.fresh = [0, -1]
         self.lock = threading.Lock()
+        # The function's freshness options (``cacheplug.cache.freshness``; None: none), and
+        # when each key whose recomputation failed may be retried (bounded, see the flow).
+        self.policy: Freshness | None = None
+        self.retries: dict[Any, float] = {}
 
 
 _capture_set = inv.CAPTURE.set
@@ -188,7 +203,7 @@ class Pending:
     reads the computation makes (a context variable, so threads and tasks stay apart).
     """
 
-    __slots__ = ("binding", "bucket", "fkey", "seq0", "skey", "start", "tags", "token", "ttl")
+    __slots__ = ("binding", "bucket", "fkey", "policy", "seq0", "skey", "start", "tags", "token", "ttl")
 
     # ``start`` is the cache clock's reading when the computation began: its cost is measured
     # on the same clock as expiry (a fake clock in tests gives fake, consistent costs).
@@ -210,6 +225,7 @@ class Pending:
         self.ttl = ttl
         self.seq0 = seq0
         self.start = start
+        self.policy = binding.policy  # a direct call's own options replace it (the flow)
         # inv.capture_begin(), inlined: this runs on every miss.
         bucket: list[Any] = []
         self.bucket = bucket

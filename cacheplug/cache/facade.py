@@ -9,12 +9,14 @@ package; docs/architecture.md maps them.
 
 from __future__ import annotations
 
+import random as _random
 import time
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from typing import Any, TypeVar
 
 from .. import invalidation as inv
 from ..envelope import MISS, Entry
+from ..errors import ConfigurationError
 from ..faults import FaultLedger
 from ..middleware import Chains, Middleware
 from ..statistics import CacheStats
@@ -55,6 +57,8 @@ class Cache:
     version store to judge entries against (default: the shared tier's, else the memory
     tier's, else a new in-process one). ``tracing=True`` appends a
     :class:`~cacheplug.otel.OpenTelemetryMiddleware` on the global OpenTelemetry providers.
+    ``random`` (default ``random.random``): the floats in [0, 1) of ``early_refresh``'s
+    draw; pass a seeded ``random.Random(seed).random`` for a reproducible run.
     Use as a context manager to close it.
     """
 
@@ -71,8 +75,14 @@ class Cache:
         secret: str | Sequence[str] | None = None,
         versions: Versions | None = None,
         tracing: bool = False,
+        random: Callable[[], float] | None = None,
     ) -> None:
         lifecycle.check_arguments(namespace, clock, versions)
+        if random is not None and not callable(random):
+            raise ConfigurationError(
+                "Cache random must be a zero-argument callable returning floats in [0, 1), "
+                f"such as random.Random(seed).random; got {random!r}"
+            )
         if tracing:
             from ..otel import with_tracing  # deferred: opentelemetry is imported only when asked
 
@@ -104,7 +114,8 @@ class Cache:
         self.closed = False
         shared = [FaultTolerant(t, self.faults) for t in self.tiers[1 if self.memory is not None else 0 :]]
         self.health = Health(self, versions, shared)
-        self.judge = Judge(self.health.open(), names.cached_skey, self.faults.report)
+        draws = random or _random.random
+        self.judge = Judge(self.health.open(), names.cached_skey, self.faults.report, draws)
         self.tiering = Tiering(self.memory, shared, self.judge, self.timer)
         self.bindings = Bindings(self, self.memory)
         # The parts' own methods, as the cache's: the binding of a function, the judge's
@@ -175,6 +186,13 @@ class Cache:
             inv.note(_Read(self, entry))
         return entry.value
 
+    def stale(self, binding: Binding, entry: Entry) -> Any:
+        """Count a stale value served (``stale_ttl``, ``stale_if_error``), report the read, return it."""
+        binding.meter.stale.add()
+        if inv.ACTIVE:
+            inv.note(_Read(self, entry))
+        return entry.value
+
     def finish(
         self, pending: Pending, value: Any, store: bool, skey_fn: Callable[[], str], *, force: bool = False
     ) -> Entry:
@@ -203,9 +221,20 @@ class Cache:
         ttl: Any = None,
         tags: Iterable[str] = (),
         depends_on: Any = (),
+        *,
+        stale_ttl: float | Any = None,
+        stale_if_error: float | Any = None,
+        early_refresh: bool | float = False,
     ) -> T:
-        """The value under ``key``; on a miss, ``compute()`` it and store it (``depends_on``: as for set)."""
-        return direct.get_or_compute(self, key, compute, ttl, tags, depends_on)
+        """The value under ``key``; on a miss, ``compute()`` it and store it (``depends_on``: as for set).
+
+        ``stale_ttl``, ``stale_if_error`` and ``early_refresh``: as for ``@cached`` (see
+        docs/guide/freshness.md); a background refresh calls ``compute`` on the cache's
+        background threads.
+        """
+        return direct.get_or_compute(
+            self, key, compute, ttl, tags, depends_on, (stale_ttl, stale_if_error, early_refresh)
+        )
 
     def add_dependency(
         self, derived_key: str, sources: Iterable[str] = (), *, tags: Iterable[str] = (), ttl: Any = None

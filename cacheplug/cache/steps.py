@@ -25,11 +25,14 @@ from typing import Any
 from ..errors import SerializationError
 from ..middleware import Op
 
-__all__ = ["CHAINED", "COMPUTE", "DELETE", "GET", "RECORD", "SET", "sync_twin", "with_run"]
+__all__ = ["BACKGROUND", "CHAINED", "COMPUTE", "DELETE", "GET", "RECORD", "SET", "sync_twin", "with_run"]
 
 GET, SET, DELETE, COMPUTE, CHAINED = "get", "set", "delete", "compute", "chained"
 # (RECORD, versions, tags, None): record an invalidation in a version store (``bump``).
 RECORD = "record"
+# (BACKGROUND, pool, key, refresh flow): run a refresh in the cache's background pool (the
+# compute flow's drivers only; no step generator with a sync twin yields it).
+BACKGROUND = "background"
 
 
 def set_now(tier: Any, key: str, entry: Any) -> SerializationError | None:
