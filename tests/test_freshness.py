@@ -12,8 +12,12 @@ from __future__ import annotations
 import asyncio
 import datetime
 import itertools
+import json
 import pickle
 import random
+import subprocess
+import sys
+import textwrap
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -539,7 +543,7 @@ def test_async_callers_during_a_refresh_get_the_stale_value_without_waiting(cloc
             @cached(cache=cache, ttl=TTL, stale_ttl=30)
             async def page(n: int) -> str:
                 if computed:
-                    await opened.wait()  # the refresh is held until the test opens
+                    await asyncio.wait_for(opened.wait(), JOIN)  # the refresh is held until the test opens
                 computed.append(n)
                 return f"v{len(computed)}"
 
@@ -568,14 +572,14 @@ def test_async_refresh_started_before_an_invalidation_stores_nothing(clock: Fake
             async def page(n: int) -> str:
                 if len(computed) == 1:
                     entered.set()
-                    await opened.wait()
+                    await asyncio.wait_for(opened.wait(), JOIN)
                 computed.append(n)
                 return f"v{len(computed)}"
 
             assert await page(1) == "v1"
             clock.advance(TTL + 1)
             assert await page(1) == "v1"
-            await entered.wait()
+            await asyncio.wait_for(entered.wait(), JOIN)
             await cache.ainvalidate(tags=["page:1"])
             opened.set()
             await cache.background.await_tasks()
@@ -681,3 +685,82 @@ def test_a_method_is_refreshed_with_its_instance(clock: FakeClock) -> None:
         assert repo.load(1) == 2  # stale
         assert cache.background.wait(JOIN)
         assert repo.loads == 2 and repo.load(1) == 3
+
+
+# -- real processes -------------------------------------------------------------------------------
+
+WORKER = textwrap.dedent(
+    """
+    import json, sys, threading
+    from cacheplug import Cache, DiskTier, MemoryTier, cached
+
+    directory, now, action = sys.argv[1], float(sys.argv[2]), sys.argv[3]
+    disk = DiskTier(directory)
+    cache = Cache([MemoryTier(), disk], clock=lambda: now)
+    calls = []
+
+    @cached(cache=cache, ttl=10, stale_ttl=30, stale_if_error=60, version="1")
+    def report(n):
+        calls.append(threading.current_thread() is threading.main_thread())
+        if action == "fail":
+            raise RuntimeError("report service down")
+        return {"n": n, "by": action}
+
+    served = report(1)
+    assert cache.background.wait(30)
+    stats = cache.stats()
+    print(json.dumps({"served": served, "on_caller": calls, "stale": stats.stale,
+                      "refreshes": stats.refreshes, "refresh_errors": stats.refresh_errors}))
+    cache.close()
+    disk.close()
+    """
+)
+ROOT = Path(__file__).resolve().parent.parent
+T0 = 1_700_000_000.0
+
+
+def _worker(script: Path, directory: Path, now: float, action: str) -> Any:
+    done = subprocess.run(
+        [sys.executable, str(script), str(directory), repr(now), action],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def test_another_process_serves_stale_from_the_disk_tier_and_refreshes_it(
+    tmp_path: Path, disk_dir: Path
+) -> None:
+    script = tmp_path / "worker.py"
+    script.write_text(WORKER)
+    wrote = _worker(script, disk_dir, T0, "write")
+    assert wrote["served"] == {"n": 1, "by": "write"} and wrote["on_caller"] == [True]
+    # 15 s later, in another process: expired (ttl 10), within stale_ttl (30).
+    read = _worker(script, disk_dir, T0 + 15, "read")
+    assert read["served"] == {"n": 1, "by": "write"}  # the stale value, without waiting...
+    assert read["on_caller"] == [False] and read["stale"] == 1 and read["refreshes"] == 1  # ...refreshed
+    # 50 s after that refresh: past its stale_ttl, within stale_if_error; the computation fails.
+    failed = _worker(script, disk_dir, T0 + 65, "fail")
+    assert failed["served"] == {"n": 1, "by": "read"}  # what the second process refreshed
+    assert failed["on_caller"] == [True] and failed["refresh_errors"] == 1
+
+
+def test_a_call_without_the_options_never_serves_an_entry_stale(
+    two_caches: tuple[Cache, Cache], clock: FakeClock
+) -> None:
+    """The windows an entry carries are acted on only by calls that have the options."""
+    first, second = two_caches
+
+    def fails() -> str:
+        raise Down("down")
+
+    assert first.get_or_compute("k", lambda: "v1", ttl=TTL, stale_ttl=60, stale_if_error=60) == "v1"
+    clock.advance(TTL + 1)  # within both windows of the disk entry
+    with pytest.raises(Down):
+        second.get_or_compute("k", fails, ttl=TTL)  # no stale_if_error here: the error
+    assert second.get_or_compute("k", lambda: "v2", ttl=TTL) == "v2"  # no stale_ttl: recomputed
+    assert second.background.pending == 0 and second.stats().stale == 0

@@ -100,7 +100,9 @@ def call_flow(
     fallback = None
     if probe:
         now = cache.clock()
-        late = [FRESH]
+        # Late verdicts are acted on for a call with freshness options; without, an entry
+        # carrying windows (stored by another process's options) is served only while fresh.
+        late = None if policy is None and binding.policy is None else [FRESH]
         find = cache.tiering.find(binding, fkey, skey_fn, now, late)
         if chains.get is None:
             entry = yield from find
@@ -108,7 +110,7 @@ def call_flow(
             lookup = cache.describe("get", binding, skey_fn())
             entry = checked_entry((yield (CHAINED, chains.get, (find, cache.tiering.asynchronous), lookup)))
         if entry is not MISS:
-            verdict = late[0]
+            verdict = FRESH if late is None else late[0]
             if verdict is not FRESH:
                 due = now >= binding.retries.get(fkey, _LONG_AGO)
                 if verdict is FALLBACK and due:
