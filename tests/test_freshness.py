@@ -764,3 +764,19 @@ def test_a_call_without_the_options_never_serves_an_entry_stale(
         second.get_or_compute("k", fails, ttl=TTL)  # no stale_if_error here: the error
     assert second.get_or_compute("k", lambda: "v2", ttl=TTL) == "v2"  # no stale_ttl: recomputed
     assert second.background.pending == 0 and second.stats().stale == 0
+
+
+def test_every_tier_keeps_an_entry_for_its_ttl_plus_its_windows(clock: FakeClock, disk_dir: Path) -> None:
+    disk = DiskTier(disk_dir)
+    with Cache([MemoryTier(), disk], clock=clock) as cache, Cache([disk], clock=clock) as plain:
+        assert cache.get_or_compute("k", lambda: "v1", ttl=TTL, stale_ttl=20, stale_if_error=40) == "v1"
+        skey = cache.user_key("k")
+        clock.advance(TTL + 30)  # past stale_ttl, within stale_if_error
+        assert plain.get("k") is None  # a reader without the options: not served...
+        assert disk.get(skey).value == "v1"  # ...and not deleted either
+        assert cache.sweep() == 0 and plain.sweep() == 0
+        assert disk.get(skey).value == "v1" and len(cache.direct.shelf) == 1
+        clock.advance(10)  # past every window
+        assert cache.sweep() == 2  # the memory entry and the disk row
+        assert disk.get(skey) is cacheplug.MISS
+    disk.close()

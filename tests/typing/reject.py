@@ -54,3 +54,5 @@ repo.load.invalidate("x")  # expect: arg-type
 repo.load.refresh(1, 2)  # expect: call-arg
 wrong: str = repo.load.refresh(1)  # expect: assignment
 repo.load.cache_info().hits.upper()  # expect: attr-defined
+
+cached(ttl=5, early_refresh="soon")  # expect: call-overload
