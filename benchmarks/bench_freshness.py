@@ -8,7 +8,7 @@ path, far from expiry (ttl 300 s, the hit comes right after the store):
   ``refresh_from = expiry - 10·δ·β``, so the hit makes the same one comparison (and draws no
   random number);
 * **stale_options**: ``@cached(TTL, stale_ttl=60, stale_if_error=60)``: its entry is a
-  ``StaleEntry`` (the windows as two more slots), read by the same hit path.
+  ``PolicyEntry`` (its expiry and windows as three more slots), read by the same hit path.
 
 The targets: ``early_refresh`` adds at most 5% (issue 9), the stale options nothing
 measurable (the same 5%).
@@ -22,7 +22,7 @@ from typing import Any
 from _support import TTL, VALUE, call_loop, interleaved
 
 from cacheplug import Cache, MemoryTier, cached
-from cacheplug.envelope import StaleEntry
+from cacheplug.envelope import PolicyEntry
 
 HIT_OPS = 10_000
 
@@ -54,7 +54,7 @@ def bench_freshness_hit(benchmark: Any, bench_pass: int) -> None:
     # before its expiry; the stale options' entry carries its windows.
     assert entries["off"].deadline == entries["off"].expires
     assert entries["early_refresh"].deadline < entries["early_refresh"].expires
-    assert type(entries["stale_options"]) is StaleEntry
+    assert type(entries["stale_options"]) is PolicyEntry
     assert entries["stale_options"].stale_until == entries["stale_options"].expires + 60
 
     sides = {side: call_loop(f, (1, "x"), HIT_OPS) for side, f in funcs.items()}

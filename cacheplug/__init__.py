@@ -39,6 +39,18 @@ from .observe.rules import Alert, HitRateBelow, InvalidationRateAbove, LatencyAb
 from .registry import RegisteredFunction, cached_functions
 from .statistics import CacheStats, FunctionStats, TierStats
 from .tiers import CircuitBreaker, DiskTier, FaultTolerant, MemoryTier, ProxyTier, Tier
+from .warming import (
+    WarmingScheduler,
+    WarmingStats,
+    WarmingTask,
+    WarmReport,
+    register_warming_task,
+    start_warming,
+    warm_for_user,
+    warm_from_history,
+    warm_now,
+    warming_tasks,
+)
 
 _install_fork_gate()  # last: see cacheplug.forkgate
 
@@ -84,6 +96,10 @@ __all__ = [
     "TierUnavailable",
     "UnkeyableArgumentError",
     "UnreadableEntryError",
+    "WarmReport",
+    "WarmingScheduler",
+    "WarmingStats",
+    "WarmingTask",
     "add_dependency",
     "add_rule",
     "ainvalidate",
@@ -96,6 +112,12 @@ __all__ = [
     "invalidate",
     "invalidate_by_write",
     "performance_report",
+    "register_warming_task",
     "signals",
     "start_monitoring",
+    "start_warming",
+    "warm_for_user",
+    "warm_from_history",
+    "warm_now",
+    "warming_tasks",
 ]

@@ -39,7 +39,7 @@ import pickle
 from collections.abc import Sequence
 from typing import Any, ClassVar, Final, Protocol, runtime_checkable
 
-from .envelope import Entry, StaleEntry
+from .envelope import Entry, PolicyEntry
 from .errors import ConfigurationError, SerializationError
 
 __all__ = [
@@ -70,7 +70,6 @@ _BLOCK: Final = 64  # SHA-256's block size, for the HMAC key pads
 _FORMAT1_HEAD: Final = b"\x80\x05\x95"
 _FORMAT1_TUPLE: Final = b"(K\x01"
 _NEVER = float("inf")
-_NO_WINDOW = float("-inf")
 _new_entry = object.__new__
 
 
@@ -300,18 +299,15 @@ class PickleCodec:
         # Built field by field: this runs on every read from a shared tier.
         if windows is None:
             entry = _new_entry(Entry)
-            entry.deadline = _NEVER if expires is None else expires
-        else:
-            if stale_until != _NO_WINDOW or error_until != _NO_WINDOW:
-                stale: StaleEntry = _new_entry(StaleEntry)
-                stale.stale_until, stale.error_until = stale_until, error_until
-                entry = stale
-            else:
-                entry = _new_entry(Entry)
-            entry.deadline = deadline
-        entry.value, entry.created, entry.expires, entry.seq, entry.tags = value, created, expires, seq, tags
+            entry.deadline = _NEVER if expires is None else expires  # ``expires`` derives from it
+        else:  # stored under freshness options: its expiry apart from its deadline
+            policy: PolicyEntry = _new_entry(PolicyEntry)
+            policy.expiry = _NEVER if expires is None else expires
+            policy.deadline, policy.stale_until, policy.error_until = deadline, stale_until, error_until
+            entry = policy
+        entry.value, entry.created, entry.seq, entry.tags = value, created, seq, tags
         entry.cost, entry.skey, entry.incarnation = cost, key, incarnation
-        entry.shelf, entry.fkey, entry.ref = None, None, False
+        entry.shelf, entry.fkey, entry.ref, entry.hits = None, None, False, 0
         return entry
 
     def _unreadable(self, data: Any) -> UnreadableEntryError:

@@ -26,7 +26,7 @@ import weakref
 from collections.abc import Callable, Hashable, Iterable
 from typing import Any
 
-from . import defaults, settings, state
+from . import defaults, settings, state, warmcalls
 from . import invalidation as inv
 from .cache import Cache
 from .cache.calls import Binding, _ttl_seconds
@@ -46,7 +46,7 @@ _SETTLE_LOCK = threading.Lock()
 _WARNED_LOCAL: set[tuple[str, str]] = state.WARNED_LOCAL
 
 
-def _no_rebind(*_: Any) -> None:
+def _no_rebind(*_: Any, **__: Any) -> None:
     pass
 
 
@@ -74,7 +74,7 @@ class _CoreBase:
         ttl: Any,
         tags: Any,
         depends_on: Any,
-        warm: bool,
+        warm: Any,
         key: Callable[..., Any] | None,
         ignore: Iterable[str],
         namespace: str | None,
@@ -140,9 +140,10 @@ class _CoreBase:
             raise ConfigurationError(f"@cached cache= must be a cacheplug.Cache, got {cache!r}")
         if cache_if is not None and not callable(cache_if):
             raise ConfigurationError("@cached cache_if= must be a predicate on the result")
-        if not isinstance(warm, bool) or not isinstance(copy, bool) or not isinstance(typed, bool):
-            raise ConfigurationError("@cached warm=, copy= and typed= take True or False")
-        self.warm = warm
+        if not isinstance(copy, bool) or not isinstance(typed, bool):
+            raise ConfigurationError("@cached copy= and typed= take True or False")
+        # What warming computes (cacheplug.warming reads it from the registry): checked now.
+        self.warm = warmcalls.check(warm, self.sig, f"@cached warm= of {func.__qualname__}")
         self.typed = typed
         self.cache_if = cache_if
         self.copy = copy
@@ -264,11 +265,13 @@ class _CoreBase:
         return deps
 
     def dependency_tags(self, namespace: str) -> list[str]:
-        """Tags every entry carries for its ``depends_on`` (computed per cache namespace)."""
-        out: list[str] = []
+        """Tags every entry carries for its ``depends_on`` (computed per cache namespace), and
+        the "every row of" tags of its templates (``order:{id}``: a write of the whole
+        ``order`` table reaches every entry; see ``invalidation.ROWS``)."""
+        out: list[str] = [r for template in self.tag_templates for r in inv.template_rows(template)]
         for dep in self.depends_on:
             if isinstance(dep, str):
-                out.append(dep)
+                out += [dep, *inv.rows_tags(dep)]
                 continue
             core: _CoreBase = dep._self_core
             out += [inv.fn_tag(namespace, core.ident), inv.fn_any_tag(namespace, core.ident)]
@@ -277,6 +280,7 @@ class _CoreBase:
             for template in core.tag_templates:
                 family = inv.template_family(template)
                 out.append(template if family is None else family)
+                out += inv.template_rows(template)
         return out
 
     def relevance(self) -> list[str]:
@@ -316,6 +320,7 @@ class _CoreBase:
                     binding.fresh,
                     lean_cells(self, cache, binding),
                     meter_cells(cache, binding),
+                    learning=cache.learner is not None,  # the fast path that counts hits per entry
                 )
             else:
                 self.unbind()
@@ -374,7 +379,7 @@ class _CoreBase:
             made = self.tags_callable(*key_args, **kwargs)
             if isinstance(made, str):
                 made = [made]
-            extra = tuple(str(t) for t in made)
+            extra = inv.with_rows(tuple(str(t) for t in made))
         elif self.tag_templates:
             extra = tuple(t.format_map(arguments) for t in self.tag_templates)
         else:

@@ -18,7 +18,7 @@ The names other modules use stay importable from here.
 from __future__ import annotations
 
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Protocol, TypeVar, overload
 
@@ -36,6 +36,9 @@ __all__ = ["CacheInfo", "CachedFunction", "cached"]
 P = ParamSpec("P")
 R = TypeVar("R")
 T = TypeVar("T")
+
+# What ``warm=`` takes (see cacheplug.warmcalls).
+WarmSpec = bool | Iterable[tuple[Any, ...] | Mapping[str, Any]] | Callable[[], Iterable[Any]]
 
 
 if TYPE_CHECKING:
@@ -93,7 +96,7 @@ def cached(
     *,
     tags: Iterable[str] | Callable[..., Iterable[str]] = (),
     depends_on: Iterable[Any] = (),
-    warm: bool = False,
+    warm: WarmSpec = False,
     key: Callable[..., Any] | None = None,
     ignore: Iterable[str] = (),
     namespace: str | None = None,
@@ -113,7 +116,7 @@ def cached(
     *,
     tags: Iterable[str] | Callable[..., Iterable[str]] = (),
     depends_on: Iterable[Any] = (),
-    warm: bool = False,
+    warm: WarmSpec = False,
     key: Callable[..., Any] | None = None,
     ignore: Iterable[str] = (),
     namespace: str | None = None,
@@ -137,8 +140,10 @@ def cached(
         tags: templates formatted from the call's arguments (``"user:{user_id}"``,
             ``"org:{user.org_id}"``) or one callable returning tags.
         depends_on: cached functions and tag strings this function's results depend on.
-        warm: validated and kept on the function; reserved for warming, which does not
-            exist yet (it changes nothing today).
+        warm: what :func:`~cacheplug.warm_now` computes ahead of demand: ``True`` (the
+            function called without arguments), an iterable of argument tuples or dicts
+            (``[(1,), (2,)]``, ``[{"user_id": 7}]``), or a callable returning one (called at
+            each warming). Decoration only registers the task: nothing runs at import.
         key: a callable of the call's arguments returning the key material.
         ignore: parameter names left out of the key (``ignore=("self",)``).
         namespace: a prefix for this function's identity in keys.

@@ -32,6 +32,7 @@ _SETTINGS = {
     "clock",
     "middleware",
     "secret",
+    "learn",
 }
 
 
@@ -56,6 +57,7 @@ def _build(**given: Any) -> Cache:
         middleware=given.get("middleware", ()),
         enabled=settings.enabled,
         tracing=settings.otel,
+        learn=given.get("learn"),  # None: CACHEPLUG_LEARN
     )
     cache._owns_tiers = True
     return cache
@@ -73,9 +75,9 @@ def configure(cache: Any = None, **settings: Any) -> Any:
     Settings: ``default_ttl``, ``max_entries``, ``directory``, ``tiers``
     (``"memory,disk"``, ``"memory"``, ``"disk"`` or a list of tier objects), ``enabled``,
     ``namespace``, ``clock``, ``middleware``, ``secret`` (a str, comma-separated, or a
-    sequence of str). Every ``CACHEPLUG_*`` variable is validated here, also those the given
-    settings override. Returns the new default cache. The previous
-    default is closed if cacheplug built it.
+    sequence of str), ``learn`` (as ``Cache(learn=...)``). Every ``CACHEPLUG_*`` variable is
+    validated here, also those the given settings override. Returns the new default cache.
+    The previous default is closed if cacheplug built it.
     """
     if cache is not None and settings:
         raise ConfigurationError("configure() takes either a cache or settings, not both")

@@ -17,9 +17,10 @@ With middleware, the chain's own frames come on top.
 
 from __future__ import annotations
 
+import asyncio
 import copy as _copy
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from typing import Any
 
 from . import invalidation as inv
@@ -32,6 +33,7 @@ from .core import _CoreBase
 from .envelope import MISS
 from .errors import ConfigurationError, UnkeyableArgumentError
 from .fastpath import _NA, _abort
+from .identity import _unfast
 from .keys import encode_call
 from .wrappers import CacheInfo
 
@@ -59,6 +61,8 @@ class _Core(_CoreBase):
         if prepared is None:
             return None
         cache, binding, fkey, skey_fn, tags_fn = prepared
+        if binding.calls is not None:  # the cache learns usage: keep what refreshes this key
+            cache.learner.remember(binding, fkey, (key_args, kwargs))  # type: ignore[union-attr]
         keep = self.keep if self.cache_if is not None or self.copy else None
         return call_flow(
             cache, binding, fkey, skey_fn, tags_fn, self.ttl, keep, self.copy_out if self.copy else None
@@ -282,6 +286,44 @@ class _Core(_CoreBase):
         self.settle()
         _, skey_fn = self.keys(cache, self.arguments(key_args, kwargs), key_args, kwargs)
         return skey_fn()
+
+    # -- what a learning cache asks (cacheplug.cache.learning) ------------------------------
+
+    def recall(self, binding: Binding, fkey: Hashable) -> tuple[tuple[Any, ...], dict[str, Any]] | None:
+        """The arguments of the call stored under memory key ``fkey``, or ``None`` if unknown.
+
+        Kept by the general path (``binding.calls``), or read back from the key itself when
+        it holds every parameter's value: positional parameters by position, keyword-only
+        ones by name.
+        """
+        calls = binding.calls
+        found = calls.get(fkey) if calls is not None else None
+        if found is not None:
+            return found  # type: ignore[no-any-return]
+        if type(fkey) is not tuple or self.key is not None or len(self.kept) != self.nparams:
+            return None
+        args: list[Any] = []
+        kwargs: dict[str, Any] = {}
+        for param, value in zip(self.sig.parameters.values(), fkey, strict=True):
+            if param.kind is param.KEYWORD_ONLY:
+                kwargs[param.name] = _unfast(value)
+            elif param.kind in (param.POSITIONAL_ONLY, param.POSITIONAL_OR_KEYWORD) and not kwargs:
+                args.append(_unfast(value))
+            else:
+                return None
+        return tuple(args), kwargs
+
+    def recompute(self, cache: Cache, call: tuple[tuple[Any, ...], dict[str, Any]]) -> None:
+        """Refresh one call in ``cache`` (if the function still runs there), as ``refresh()`` does;
+        an async function runs in an event loop of its own, in this thread."""
+        if self.cache() is not cache:
+            return
+        key_args, kwargs = call
+        flow = self.refresh_flow(key_args, kwargs)
+        if self.is_async:
+            asyncio.run(arun(flow, self.func, key_args, kwargs))
+        else:
+            run(flow, self.func, key_args, kwargs)
 
     def refresh_flow(self, key_args: tuple[Any, ...], kwargs: dict[str, Any]) -> Steps:
         """The flow of ``refresh()``: compute without probing, then replace what is stored."""

@@ -8,13 +8,13 @@ restarts its numbers under a new id). An entry is fresh while no tag it carries 
 invalidated after ``seq`` (see ``cacheplug.versions``). A miss is the :data:`MISS`
 sentinel, never ``None``.
 
-Freshness windows (``stale_ttl=``, ``stale_if_error=``, ``early_refresh=``; judged by
-``cacheplug.cache.judge``) cost a plain entry nothing: ``deadline`` is the moment until
-which a hit needs no further thought, ``expires`` unless the entry is recomputed ahead of
-its expiry (then ``deadline`` is XFetch's ``refresh_from = expires - 10·δ·β``, and the
-judge reads ``δ·β`` back as ``(expires - deadline) / 10``). The stale windows live only on
-a :class:`StaleEntry` (``stale_until``, ``error_until``); on a plain entry they are the
-class's ``-inf``, so every entry answers them and only entries that have them pay for them.
+Freshness options (``stale_ttl=``, ``stale_if_error=``, ``early_refresh=``; judged by
+``cacheplug.cache.judge``) cost a plain entry nothing: its ``deadline`` is its expiry, and
+its stale windows are the class's ``-inf``. An entry stored under them is a
+:class:`PolicyEntry`, which keeps its expiry apart (``expiry``) so that ``deadline`` can be
+XFetch's ``refresh_from = expiry - 10·δ·β`` (the moment until which a hit needs no further
+thought; the judge reads ``δ·β`` back as ``(expiry - deadline) / 10``), and has its stale
+windows (``stale_until``, ``error_until``).
 
 Turning entries into bytes for the shared tiers (format version, signing) is the codec's
 job: see ``cacheplug.codec``.
@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-__all__ = ["MISS", "Entry", "StaleEntry"]
+__all__ = ["MISS", "Entry", "PolicyEntry"]
 
 _NEVER = float("inf")
 _NO_WINDOW = float("-inf")
@@ -48,25 +48,29 @@ class Entry:
     """A cached value with its metadata.
 
     Memory-tier entries are kept by reference and also carry their place in the tier
-    (``shelf``, ``fkey``) and the second-chance bit ``ref`` of the eviction clock. An entry
-    just read from a shared tier names it in ``tier`` (unset otherwise).
+    (``shelf``, ``fkey``), the second-chance bit ``ref`` of the eviction clock and ``hits``,
+    the hits counted since the usage learner last read them (only a cache that learns,
+    ``Cache(learn=True)``, counts them). An entry just read from a shared tier names it in
+    ``tier`` (unset otherwise).
 
     ``stale_until`` and ``error_until``: until when the entry may be served after its
     expiry while it is refreshed (``stale_ttl``) or when recomputing it fails
-    (``stale_if_error``); ``-inf`` here, set on a :class:`StaleEntry`.
+    (``stale_if_error``); ``-inf`` here, set on a :class:`PolicyEntry`.
     """
 
     # Class attributes, not slots: a plain entry has no stale window and stores none (the
-    # memory tier's bytes per entry stay what they were). StaleEntry's slots shadow them.
+    # memory tier's bytes per entry stay what they were). PolicyEntry's slots shadow them.
     stale_until: float = _NO_WINDOW
     error_until: float = _NO_WINDOW
 
+    # ``expires`` is derived from ``deadline`` (a property, not a slot): one slot fewer pays
+    # for ``hits``, so an entry costs the same bytes as before it had one.
     __slots__ = (
         "cost",
         "created",
         "deadline",
-        "expires",
         "fkey",
+        "hits",
         "incarnation",
         "ref",
         "seq",
@@ -90,8 +94,7 @@ class Entry:
     ) -> None:
         self.value = value
         self.created = created
-        self.expires = expires
-        # ``expires`` for the hit path: one comparison, no test for None.
+        # The expiry for the hit path: one comparison, no test for None.
         self.deadline = _NEVER if expires is None else expires
         self.seq = seq
         self.tags = tags
@@ -104,6 +107,17 @@ class Entry:
         self.shelf: Any = None
         self.fkey: Any = None
         self.ref = False
+        self.hits = 0
+
+    @property
+    def expires(self) -> float | None:
+        """When the entry expires, by the cache's clock (``None``: never)."""
+        deadline = self.deadline
+        return None if deadline == _NEVER else deadline
+
+    @expires.setter
+    def expires(self, expires: float | None) -> None:
+        self.deadline = _NEVER if expires is None else expires
 
     @property
     def cost_seconds(self) -> float:
@@ -127,29 +141,44 @@ class Entry:
             self.incarnation,
         )
         copy.cost = self.cost
-        copy.deadline = self.deadline
-        if isinstance(copy, StaleEntry):
-            copy.stale_until, copy.error_until = self.stale_until, self.error_until
+        if isinstance(copy, PolicyEntry):
+            copy.deadline, copy.stale_until, copy.error_until = (
+                self.deadline,
+                self.stale_until,
+                self.error_until,
+            )
         return copy
 
     def windows(self) -> tuple[float, float, float] | None:
-        """``(deadline, stale_until, error_until)`` when the entry has freshness windows
-        (what a shared tier must keep for another process to judge it alike), else ``None``."""
-        if type(self) is Entry and self.deadline == (_NEVER if self.expires is None else self.expires):
-            return None
-        return (self.deadline, self.stale_until, self.error_until)
+        """``(deadline, stale_until, error_until)`` of an entry stored under freshness options
+        (what a shared tier keeps, for another process to judge it alike), else ``None``."""
+        return None
 
     def __repr__(self) -> str:
         return f"Entry(value={self.value!r}, expires={self.expires!r}, seq={self.seq}, tags={self.tags!r})"
 
 
-class StaleEntry(Entry):
-    """An entry that may be served after its expiry: ``stale_until`` (``stale_ttl=``: while
-    it is refreshed in the background) and ``error_until`` (``stale_if_error=``: when
-    recomputing it raises), both on the cache's clock."""
+class PolicyEntry(Entry):
+    """An entry stored under freshness options: its ``expiry`` apart from its ``deadline``
+    (``refresh_from`` with ``early_refresh``), and its stale windows ``stale_until``
+    (``stale_ttl``) and ``error_until`` (``stale_if_error``), all on the cache's clock."""
 
-    __slots__ = ("error_until", "stale_until")
+    __slots__ = ("error_until", "expiry", "stale_until")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.expiry = self.deadline
         self.stale_until = self.error_until = _NO_WINDOW
+
+    @property
+    def expires(self) -> float | None:
+        """When the entry expires, by the cache's clock (``None``: never)."""
+        expiry = self.expiry
+        return None if expiry == _NEVER else expiry
+
+    @expires.setter
+    def expires(self, expires: float | None) -> None:
+        self.expiry = self.deadline = _NEVER if expires is None else expires
+
+    def windows(self) -> tuple[float, float, float] | None:
+        return (self.deadline, self.stale_until, self.error_until)

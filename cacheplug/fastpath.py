@@ -57,6 +57,8 @@ _UNCOUNTED = itertools.count()
 RECORD_HITS = True
 SAMPLE_EVERY = 64
 _NEVER = 1 << 62
+# What a learning cache's hit path counts up to on an entry between two ticks of its learner.
+HITS_MAX = 256
 
 
 def _abort(pending: Pending) -> None:
@@ -314,6 +316,49 @@ def make_call(core: _Core) -> Callable[..., Any]:
             return await arun(flow, func, args, kwargs)
 
         return __acall__ if core.is_async else __call__
+    plain = _build(core, learning=False)
+    core.rebind = _variants(core, plain)
+    return plain[1] if core.is_async else plain[0]
+
+
+def _variants(core: _Core, plain: tuple[Callable[..., Any], ...]) -> Callable[..., None]:
+    """The function's ``rebind``, choosing which generated fast path its class calls.
+
+    A cache that learns usage (``Cache(learn=True)``) needs every memory hit to bump the
+    entry's ``hits``; the other caches must not pay for it, so that fast path is a second
+    build of the template (made on the first bind to a learning cache) and binding swaps the
+    class's ``__call__``. The variant left is unbound first: a call already inside it finds
+    the empty shelf and takes the general path.
+    """
+    built = {False: plain}
+    current = [False]
+
+    def rebind(*cells: Any, learning: bool = False) -> None:
+        if cells[0] is _EMPTY or learning is current[0]:
+            built[current[0]][2](*cells)  # unbinding, or the same variant: no swap
+            return
+        built[current[0]][2](_EMPTY, _NO_EPOCH, float, _UNCOUNTED, bool, [0, -1])
+        chosen = built.get(learning)
+        if chosen is None:
+            chosen = built[learning] = _build(core, learning=learning)
+        proxy = core.proxy() if core.proxy is not None else None
+        if proxy is not None:
+            type(proxy).__call__ = chosen[1] if core.is_async else chosen[0]
+        current[0] = learning
+        chosen[2](*cells)
+
+    return rebind
+
+
+def _build(
+    core: _Core, *, learning: bool
+) -> tuple[Callable[..., Any], Callable[..., Any], Callable[..., None]]:
+    """The generated ``__call__``, ``__acall__`` and ``rebind`` of one function (see make_call).
+
+    ``learning``: every memory hit also bumps the entry's ``hits`` (a cache that learns usage).
+    """
+    func = core.func
+    start = core.start
     n = core.nparams
     named = not (_TEMPLATE_NAMES & set(core.names)) and not any(x.startswith("__") for x in core.names)
     names = list(core.names) if named else [f"a{i}" for i in range(n)]
@@ -323,6 +368,10 @@ def make_call(core: _Core) -> Callable[..., Any]:
         if RECORD_HITS
         else "next_(hits)"
     )
+    if learning:
+        # Saturating at HITS_MAX (the learner zeroes it every tick): CPython's small ints go
+        # up to 256, so counting allocates nothing, whatever the hit rate.
+        count = f"if entry.hits < {HITS_MAX}:\n    entry.hits += 1\n" + count
     probe_return = _indent(
         _SYNC_PROBE.format(found="return entry.value", count=_indent(count, 8).lstrip()), 12
     )
@@ -400,9 +449,7 @@ def make_call(core: _Core) -> Callable[..., Any]:
     }
     exec(_compiled(source), namespace)
     sync_call, async_call, rebind = namespace["build"]()
-    core.rebind = rebind
     # Argument errors raised by the interpreter name the user's function, not the template.
     sync_call.__code__ = sync_call.__code__.replace(co_name=func.__name__, co_qualname=func.__qualname__)
     sync_call.__name__, sync_call.__qualname__ = func.__name__, func.__qualname__
-    result: Callable[..., Any] = async_call if core.is_async else sync_call
-    return result
+    return sync_call, async_call, rebind

@@ -62,6 +62,34 @@ def key_tag(skey: str) -> str:
 
 ANY_TAG_FAMILY = "\x00~"
 
+# "Every row of": an entry tagged ``"order:7"`` also carries ``ROWS + "order"`` (one per
+# prefix ending before a separator), and a write of a whole table (``id=None``) bumps it, so
+# a table-level write reaches the entries of each of its rows. A row write does not bump it:
+# ``order:7`` stays exact.
+ROWS = "\x00*"
+
+
+def rows_tags(tag: str) -> list[str]:
+    """The "every row of" tags a user tag belongs to: ``"order:7"`` → ``[ROWS + "order"]``."""
+    return [ROWS + tag[:i] for i, char in enumerate(tag) if char in _SEPARATORS and i]
+
+
+def with_rows(tags: tuple[str, ...]) -> tuple[str, ...]:
+    """``tags`` followed by the "every row of" tags of its user tags (none twice)."""
+    extra = [r for tag in tags if not tag.startswith("\x00") for r in rows_tags(tag)]
+    return tags if not extra else tuple(dict.fromkeys((*tags, *extra)))
+
+
+def template_rows(template: str) -> list[str]:
+    """The "every row of" tags every tag of ``template`` carries, known before formatting:
+    those ending in its literal text before the first field (``"order:{id}"`` → ``order``)."""
+    literal = []
+    for text, field, _, _ in _FORMATTER.parse(template):
+        literal.append(text)
+        if field is not None:
+            break
+    return rows_tags("".join(literal))
+
 
 def families(tag: str) -> Iterator[str]:
     """The family tags a user tag belongs to: each prefix ending at a separator, and ``""``."""
@@ -179,7 +207,8 @@ class InvalidationRule:
 
 def write_tags(entity: str, id: Any, rules: Iterable[InvalidationRule]) -> list[str]:
     """Tags invalidated by a write of ``entity`` (and ``id``) under ``rules``."""
-    tags = [entity] if id is None else [entity, f"{entity}:{id}"]
+    # A write of the whole table (id None) reaches every entry of one of its rows too.
+    tags = [entity, ROWS + entity] if id is None else [entity, f"{entity}:{id}"]
     for rule in rules:
         if rule.entity == entity:
             tags.extend(rule.tags_for(id))

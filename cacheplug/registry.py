@@ -9,6 +9,7 @@ the call.
 
 from __future__ import annotations
 
+import sys
 import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -27,7 +28,8 @@ Kind = Literal["function", "method", "classmethod", "staticmethod"]
 class RegisteredFunction:
     """One live ``@cached`` function and the policy it was decorated with.
 
-    The options are those given to ``@cached`` (``ttl`` in seconds); ``kind`` is
+    The options are those given to ``@cached`` (``ttl`` in seconds; ``warm`` checked:
+    ``False``, ``True``, the tuple of ``(args, kwargs)`` calls, or the callable); ``kind`` is
     ``"method"`` for a plain function defined in a class body; ``ident`` is the function's
     identity in keys (``module.qualname``, after ``namespace:`` when one is given);
     ``version`` is the ``version=`` given, or the fingerprint of the function's code;
@@ -43,7 +45,7 @@ class RegisteredFunction:
     ttl: float | None
     tags: tuple[str, ...] | Callable[..., Iterable[str]]
     depends_on: tuple[Any, ...]
-    warm: bool
+    warm: Any
     version: str
     namespace: str | None
     cache: Cache | None
@@ -61,14 +63,26 @@ class RegisteredFunction:
         return found
 
 
-def _kind(core: Any) -> Kind:
+def _kind(core: Any, function: Any) -> Kind:
     if core.kind != "function":
         kind: Kind = core.kind
         return kind
     # A def in a class body has the class as the last part of its qualified name; a nested
     # def has "<locals>" there.
     parent = core.func.__qualname__.rpartition(".")[0]
-    return "method" if parent and not parent.endswith("<locals>") else "function"
+    if not parent or parent.endswith("<locals>"):
+        return "function"
+    if "<locals>" in parent:
+        return "method"  # a class defined in a function: not reachable to look at
+    # ``@staticmethod`` / ``@classmethod`` written above ``@cached`` wrap the cached function
+    # in the class body: the class's own attribute says which.
+    owner: Any = sys.modules.get(core.func.__module__)
+    for part in parent.split("."):
+        owner = getattr(owner, part, None)
+    raw = vars(owner).get(core.func.__name__) if isinstance(owner, type) else None
+    if isinstance(raw, staticmethod | classmethod) and raw.__func__ is function:
+        return "staticmethod" if isinstance(raw, staticmethod) else "classmethod"
+    return "method"
 
 
 def _describe(function: Any) -> RegisteredFunction:
@@ -80,7 +94,7 @@ def _describe(function: Any) -> RegisteredFunction:
         name=func.__qualname__,
         module=func.__module__,
         ident=core.ident,
-        kind=_kind(core),
+        kind=_kind(core, function),
         is_async=core.is_async,
         ttl=core.ttl,
         tags=core.tags_callable if core.tags_callable is not None else core.tag_templates,

@@ -16,6 +16,10 @@ and the default cache built from the settings live in ``cacheplug.tiers.defaults
                            first signs, all verify (rotation)
 ``CACHEPLUG_OTEL``         ``true``: the default cache reports to OpenTelemetry
                            (``Cache(tracing=True)``, global providers)
+``CACHEPLUG_LEARN``        ``true``: caches built without ``learn=`` learn which entries
+                           are hot and refresh them ahead of expiry
+``CACHEPLUG_WARMING``      ``false``: ``start_warming()`` starts no scheduler (default
+                           ``true``)
 =========================  ==========================================================
 
 The default directory is ``<user cache dir>/cacheplug/<project>-<hash>``, where the
@@ -37,7 +41,15 @@ from . import state
 from .errors import ConfigurationError
 from .private_files import default_directory, directory_problem
 
-__all__ = ["KNOWN_VARIABLES", "Settings", "check_environment", "default_directory", "settings_from_env"]
+__all__ = [
+    "KNOWN_VARIABLES",
+    "Settings",
+    "check_environment",
+    "default_directory",
+    "learn_from_env",
+    "settings_from_env",
+    "warming_from_env",
+]
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -49,6 +61,8 @@ KNOWN_VARIABLES = (
     "CACHEPLUG_ENABLED",
     "CACHEPLUG_SECRET",
     "CACHEPLUG_OTEL",
+    "CACHEPLUG_LEARN",
+    "CACHEPLUG_WARMING",
     "CACHEPLUG_LATENCY_TARGET_MS",  # read by the monitor's LatencyAbove rule (cacheplug.observe.rules)
 )
 # Read by cacheplug's own test suite and benchmarks, never by the library: not typos.
@@ -70,6 +84,8 @@ class Settings:
     enabled: bool
     secret: tuple[str, ...] | None
     otel: bool = False
+    learn: bool = False
+    warming: bool = True
 
 
 def _env(name: str) -> str | None:
@@ -169,7 +185,17 @@ def _env_flag(name: str, default: bool) -> bool:
         return True
     if raw.lower() in _FALSE:
         return False
-    raise ConfigurationError(f"{name}={raw!r}: use true or false")
+    raise ConfigurationError(f"{name}={raw!r}: use true or false (or 1/0, yes/no, on/off), or unset it")
+
+
+def learn_from_env() -> bool:
+    """``CACHEPLUG_LEARN``: whether a cache built without ``learn=`` learns (default ``False``)."""
+    return _env_flag("CACHEPLUG_LEARN", False)
+
+
+def warming_from_env() -> bool:
+    """``CACHEPLUG_WARMING``: whether ``start_warming()`` may start a scheduler (default ``True``)."""
+    return _env_flag("CACHEPLUG_WARMING", True)
 
 
 def settings_from_env(
@@ -197,6 +223,7 @@ def settings_from_env(
     on = enabled if enabled is not None else _env_flag("CACHEPLUG_ENABLED", True)
     secrets = parse_secret(secret, "configure(secret=...)") if secret is not None else _env_secret()
     otel = _env_flag("CACHEPLUG_OTEL", False)
+    learn, warming = learn_from_env(), warming_from_env()
     explicit_dir = _env("CACHEPLUG_DIR")
     if explicit_dir and not directory and secrets is None:
         problem = directory_problem(os.path.abspath(explicit_dir))
@@ -215,4 +242,6 @@ def settings_from_env(
         enabled=on,
         secret=secrets,
         otel=otel,
+        learn=learn,
+        warming=warming,
     )

@@ -12,10 +12,17 @@ objects it holds only by the methods it calls on them (``close()``).
 ``RULES``                the global write rules (``cacheplug.add_rule``)
 ``FUNCTIONS``            every ``@cached`` function (weakly), in decoration order
 ``HOST_VERSIONS``        the process's one host version store per directory (weakly)
+``WARMING_TASKS``        the registered ``WarmingTask`` objects (``register_warming_task``)
+``WARMING_FIGURES``      the figures of the ``@cached(warm=...)`` functions' tasks, by the
+                         function's core (weakly: they go with the function)
+``SCHEDULERS``           the running warming schedulers (``start_warming``), weakly
 ``WARNED_LOCAL``         memory-only closures already warned about (module, qualified name)
 ``WARNED``               unknown ``CACHEPLUG_*`` variables and unsafe default directories
                          already warned about
 ``CHECKED_ENVIRONMENT``  the last ``CACHEPLUG_*`` environment found valid
+``SHARED_CACHES``        what integrations build once and share by configuration (the
+                         Django cache backend's cache and locks, for every thread): closed
+                         by :func:`reset`
 =======================  =================================================================
 
 ``UNBIND_HOOKS`` is wiring, not state: the functions to call when a cache stops serving the
@@ -51,11 +58,19 @@ _FUNCTIONS_LOCK = threading.Lock()
 
 HOST_VERSIONS: weakref.WeakValueDictionary[str, Any] = weakref.WeakValueDictionary()
 
+WARMING_TASKS: list[Any] = []
+WARMING_FIGURES: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+WARMING_LOCK = threading.Lock()
+SCHEDULERS: weakref.WeakSet[Any] = weakref.WeakSet()
+
 WARNED_LOCAL: set[tuple[str, str]] = set()
 WARNED: set[str] = set()
 CHECKED_ENVIRONMENT: list[Any] = [None]
 
 UNBIND_HOOKS: list[Callable[[Any], None]] = []
+
+SHARED_CACHES: dict[Any, Any] = {}
+SHARED_LOCK = threading.Lock()
 
 
 def default_cache(build: Callable[[], Any]) -> Any:
@@ -99,20 +114,31 @@ def reset() -> None:
     * Open caches the user made are forgotten, not closed: they keep working when used
       directly, but module-level ``invalidate()`` and ``invalidate_by_write()`` no longer
       reach them. Close them yourself (a test's fixture does) if they hold resources.
+    * What integrations share by configuration (``SHARED_CACHES``) is closed: the next use
+      builds it again.
     * The global write rules, the host version stores (each is closed by the tiers using
       it; a tier opened later opens its own), the warnings already given and the memo of
       the checked environment are cleared.
     * Every decorated function's fast path is unbound; its next call looks its cache up again.
+    * The warming schedulers are stopped (and joined); the registered warming tasks and
+      every task's figures are forgotten.
 
     The registry of decorated functions is kept: it holds live functions only (weakly), and
     forgetting a module's functions would hide them from warming until it is re-imported.
 
     Not for use while other threads are calling cacheplug.
     """
+    for scheduler in list(SCHEDULERS):
+        scheduler.stop()
     with DEFAULT_LOCK:
         old, built = DEFAULT_CACHE[0], _DEFAULT_BUILT[0]
         DEFAULT_CACHE[0], _DEFAULT_BUILT[0] = None, False
+    with SHARED_LOCK:
+        shared = list(SHARED_CACHES.values())
+        SHARED_CACHES.clear()
     try:
+        for item in shared:
+            item.close()
         if old is not None and built:
             old.close()
     finally:
@@ -120,6 +146,9 @@ def reset() -> None:
         with RULES_LOCK:
             RULES.clear()
         HOST_VERSIONS.clear()
+        with WARMING_LOCK:
+            WARMING_TASKS.clear()
+            WARMING_FIGURES.clear()
         WARNED_LOCAL.clear()
         WARNED.clear()
         CHECKED_ENVIRONMENT[0] = None

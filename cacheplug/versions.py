@@ -46,9 +46,8 @@ tunables and test hooks (``_SNAPSHOT_EVERY``, ``_RECENT``, ``_MIRROR_MAX``, ``_N
 
 from __future__ import annotations
 
-import array
 import contextlib
-import itertools
+import heapq
 import logging
 import os
 import threading
@@ -144,13 +143,24 @@ def fresh(mirror: dict[str, int], tags: Iterable[str], seq: int) -> bool:
     return True
 
 
+def _counted(record: tuple[str, ...]) -> str:
+    """What an invalidation covers, in words: ``"2 tags and 1 key"`` (keys travel as key tags)."""
+    keys = sum(1 for tag in record if tag.startswith("\x00k:"))
+    tags = len(record) - keys
+    parts = [f"{n} {word}{'s' if n != 1 else ''}" for n, word in ((tags, "tag"), (keys, "key")) if n]
+    return " and ".join(parts) or "nothing"
+
+
 def _mirror(store: LocalVersions | HostVersions | _Rebuilt, seq: int, tags: Iterable[str]) -> None:
     """Record invalidation ``seq`` of ``tags`` in a store's mirror and its recent window."""
     frozen = frozenset(tags)
     mirror = store.mirror
     for tag in frozen:
-        mirror.pop(tag, None)  # inserted last: the mirror stays in the order of its versions
-        mirror[tag] = seq
+        # One store, in place: a reader without the lock sees the old version or the new one,
+        # never no version at all (taking the tag out to re-insert it last let a concurrent
+        # reader judge an entry fresh against a tag it could not see).
+        if mirror.get(tag, 0) < seq:
+            mirror[tag] = seq
         if tag.startswith("\x00k:"):
             store.keyed = True
     store.recent = (*store.recent[1 - _RECENT :], (seq, frozen))
@@ -163,13 +173,14 @@ def _fold(store: LocalVersions | HostVersions | _Rebuilt) -> None:
 
     An entry checked before it is then stale, never judged against a forgotten version: the
     floor rises before a new mirror replaces the old, and readers take the mirror first
-    (``Cache._untouched_since``). A quarter goes at once: O(1) per version recorded.
+    (``Judge.untouched_since``). A quarter goes at once, chosen by version (the mirror is not
+    kept in version order): O(n log n) per fold of n/4 versions, O(log n) per version recorded.
     """
     mirror = store.mirror
     cut = len(mirror) - _MIRROR_MAX * 3 // 4
-    top = max(itertools.islice(mirror.values(), cut))  # max: a crafted snapshot may be unordered
+    top = heapq.nsmallest(cut, mirror.values())[-1]
     store.floor = max(store.floor, top)
-    store.mirror = dict(itertools.islice(mirror.items(), cut, None))
+    store.mirror = {tag: version for tag, version in mirror.items() if version > top}
 
 
 class LocalVersions:
@@ -181,7 +192,10 @@ class LocalVersions:
     floor = 0
 
     def __init__(self) -> None:
-        self.epoch = array.array("q", [0])
+        # A list, not an array: every hit reads epoch[0], and a list subscript is specialised
+        # by the interpreter and returns the stored int (an array builds a new int object
+        # for every read above 256).
+        self.epoch: list[int] = [0]
         self.mirror: dict[str, int] = {}
         self.keyed = False
         self.recent: tuple[tuple[int, frozenset[str]], ...] = ()
@@ -266,7 +280,7 @@ class HostVersions(Recovering):
         for tag in record:
             if type(tag) is not str:  # the journal holds JSON lists of str, nothing else
                 raise TypeError(f"tags are str, got {tag!r}")
-        return self._write(f"the invalidation of {len(record)} tag(s)", lambda: self._record(record))
+        return self._write(f"the invalidation of {_counted(record)}", lambda: self._record(record))
 
     def depend(self, derived: str, sources: Iterable[str], expires: float | None = None) -> None:
         edges, expires = checked_edges(derived, sources, expires)

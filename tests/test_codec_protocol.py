@@ -208,3 +208,26 @@ def test_tiers_import_nothing_from_the_configuration() -> None:
             if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[-1] == "config":
                 upward.append(f"{path.name}:{node.lineno}")
     assert not upward
+
+
+class NotAnEntry:
+    """A broken codec: its loads returns the bare value instead of the Entry."""
+
+    signed = False
+
+    def dumps(self, entry: Entry, key: str) -> bytes:
+        return str(entry.value).encode()
+
+    def loads(self, data: bytes, key: str) -> Any:
+        return data.decode()
+
+
+def test_a_codec_that_returns_no_entry_is_counted_corrupt_and_the_call_computes(tmp_path: Path) -> None:
+    """It used to raise AttributeError out of the caller's call."""
+    disk = DiskTier(str(tmp_path / "disk"), codec=NotAnEntry())
+    with Cache([MemoryTier(), disk]) as writer:
+        writer.set("k", "v")
+    with Cache([MemoryTier(), disk]) as reader:
+        assert reader.get("k") is None
+        assert reader.get_or_compute("k", lambda: "computed") == "computed"
+    assert disk.corrupt >= 1

@@ -28,7 +28,7 @@ import pytest
 import cacheplug
 from cacheplug import Cache, ConfigurationError, DiskTier, Entry, MemoryTier, cached
 from cacheplug.codec import PickleCodec
-from cacheplug.envelope import StaleEntry
+from cacheplug.envelope import PolicyEntry
 from tests.conftest import FakeClock
 
 TTL = 10.0
@@ -514,10 +514,10 @@ def test_an_invalidated_disk_entry_is_not_served_stale_by_another_cache(
 
 def test_the_windows_survive_a_round_trip_through_the_codec() -> None:
     for codec in (PickleCodec(), PickleCodec("a-secret-0123456789")):
-        stale = StaleEntry("v", 100.0, 160.0, 3, ("t",), 0.25, None, "inc")
+        stale = PolicyEntry("v", 100.0, 160.0, 3, ("t",), 0.25, None, "inc")
         stale.deadline, stale.stale_until, stale.error_until = 157.5, 190.0, 220.0
         back = codec.loads(codec.dumps(stale, "k"), "k")
-        assert type(back) is StaleEntry
+        assert type(back) is PolicyEntry
         windows = (back.deadline, back.expires, back.stale_until, back.error_until)
         assert windows == (157.5, 160.0, 190.0, 220.0)
         early = Entry("v", 100.0, 160.0, 3, ("t",), 0.25)

@@ -344,3 +344,74 @@ def test_declared_dependency_invalidated_while_the_dependent_computes(
             f"run {run}: the dependent computed before the invalidation was stored"
         )
     assert cache.stats()["stale_sets"] - stale_sets == RUNS
+
+
+class _PausingMirror(dict[str, int]):
+    """A version mirror that stops a chosen bump of a tag in the middle of recording it."""
+
+    def __init__(self, tag: str) -> None:
+        super().__init__()
+        self.tag = tag
+        self.armed = False
+        self.paused, self.go = threading.Event(), threading.Event()
+
+    def _maybe_pause(self, tag: str) -> None:
+        if self.armed and tag == self.tag and threading.current_thread().name == "second-bump":
+            self.armed = False
+            self.paused.set()
+            self.go.wait(10)
+
+    def pop(self, tag: str, *default: Any) -> Any:
+        found = super().pop(tag, *default)
+        self._maybe_pause(tag)  # where the old code took the tag out to re-insert it
+        return found
+
+    def __setitem__(self, tag: str, version: int) -> None:
+        self._maybe_pause(tag)
+        super().__setitem__(tag, version)
+
+
+def test_a_second_invalidation_in_flight_never_unhides_what_the_first_invalidated() -> None:
+    """The stale read the threaded stress test caught under load: a fill that computed before an
+    invalidation of its tag was stored as fresh while another invalidation of the same tag was
+    half recorded (the tag briefly missing from the mirror), and served to a reader that began
+    after the first invalidation returned."""
+    with Cache([MemoryTier()]) as cache:
+        mirror = _PausingMirror("item:41")
+        cache.versions.mirror = mirror
+        truth = [78]
+        read, finish = threading.Event(), threading.Event()
+        got: list[int] = []
+
+        def compute() -> int:
+            value = truth[0]
+            read.set()
+            finish.wait(10)
+            return value
+
+        filler = threading.Thread(
+            target=lambda: got.append(cache.get_or_compute("page:41", compute, tags=["item:41"]))
+        )
+        filler.start()
+        assert read.wait(10)
+        truth[0] = 79
+        cache.invalidate(tags=["item:41"])  # returned: every read from now on must see >= 79
+        announced = truth[0]
+
+        def second() -> None:
+            truth[0] = 80
+            cache.invalidate(tags=["item:41"])
+
+        mirror.armed = True
+        bumper = threading.Thread(target=second, name="second-bump")
+        bumper.start()
+        try:
+            assert mirror.paused.wait(10)
+            finish.set()
+            filler.join(10)
+            assert got == [78]  # the racing caller gets its own (old) value back
+            served = cache.get_or_compute("page:41", lambda: truth[0], tags=["item:41"])
+            assert served >= announced, f"served {served} after {announced} was invalidated"
+        finally:
+            mirror.go.set()
+            bumper.join(10)

@@ -20,10 +20,22 @@ def test_every_extra_installs_something_the_package_uses() -> None:
     extras = _setup_cfg()["options.extras_require"]
     for name, requirements in extras.items():
         assert requirements.strip(), f"the extra {name!r} installs nothing"
-    # No tier or integration ships yet that an extra would be for: the dev extra, otel (the
-    # SDK and the OTLP exporter, for cacheplug.otel) and cli (click and rich, for cacheplug.cli).
-    assert set(extras) == {"dev", "otel", "cli"}
-    assert {line.split(">=")[0].strip() for line in extras["cli"].split() if line} == {"click", "rich"}
+    # Besides the dev extra, otel (the SDK and the OTLP exporter, for cacheplug.otel) and cli
+    # (click and rich, for cacheplug.cli), every extra is an integration's, named after it.
+    assert {"dev", "otel", "cli"} <= set(extras)
+    assert _names(extras["cli"]) == {"click", "rich"}
+    for name in set(extras) - {"dev", "otel", "cli"}:
+        module = ROOT / "cacheplug" / "integrations" / name
+        assert module.with_suffix(".py").exists() or module.is_dir(), (
+            f"the extra {name!r} is for no integration"
+        )
+    assert _names(extras["flask"]) == {"flask", "click", "rich"}  # the views and `flask cacheplug`
+    assert _names(extras["fastapi"]) == {"fastapi"}
+    assert _names(extras["django"]) == {"django"}
+
+
+def _names(requirements: str) -> set[str]:
+    return {line.split(">=")[0].strip() for line in requirements.split() if line}
 
 
 def test_the_description_names_only_tiers_that_exist() -> None:

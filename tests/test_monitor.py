@@ -412,6 +412,24 @@ def test_the_window_is_published_beside_the_disk_tier(cache: Cache, disk_dir: Pa
     assert list((disk_dir / "stats").glob("*.json")) == []
 
 
+def test_two_monitored_caches_of_one_process_publish_apart(
+    clock: FakeClock, disk: DiskTier, disk_dir: Path
+) -> None:
+    """Two namespaces on one directory used to overwrite one file: one cache's figures were lost."""
+    with (
+        Cache([MemoryTier(), disk], clock=clock, namespace="orders") as orders,
+        Cache([MemoryTier(), disk], clock=clock, namespace="users") as users,
+    ):
+        orders.set("k", 1)
+        users.set("k", 2)
+        for made in (orders, users):
+            Monitor(made, interval=30, rules=[]).check()
+        assert sorted(p.namespace for p in [f.latest for f in publish.collect(disk_dir)]) == [
+            "orders",
+            "users",
+        ]
+
+
 def test_a_publishing_fault_is_counted_and_logged_never_raised(
     cache: Cache, disk_dir: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -433,7 +451,7 @@ def test_a_memory_only_cache_is_monitored_without_publishing(memory_cache: Cache
 
 _CHILD = """
 import sys
-from cacheplug import Cache, DiskTier, MemoryTier, Monitor, cached
+from cacheplug import Cache, DiskTier, MemoryTier, Monitor, SizeAbove, cached
 cache = Cache([MemoryTier(), DiskTier(sys.argv[1])])
 
 @cached(cache=cache)
@@ -442,7 +460,7 @@ def child_load(i):
 
 for i in range(7):
     child_load(i % 3)
-Monitor(cache, interval=60, rules=[]).check()
+Monitor(cache, interval=60, rules=[SizeAbove(1)]).check()  # fires: the disk holds entries
 print("published", flush=True)
 sys.stdin.readline()
 """
@@ -471,6 +489,9 @@ def test_reports_cover_another_process_until_it_is_gone(cache: Cache, disk_dir: 
         assert report["pids"] == sorted([child.pid, os.getpid()])
         assert report["functions"][child_name]["calls"] == 7
         assert report["functions"][Calls.name_in(cache)]["calls"] == 5
+        # Its monitor's alert too: a report from any process shows every process's alerts.
+        (alert,) = report["alerts"]
+        assert alert["rule"] == "SizeAbove" and alert["state"] == "firing" and alert["pid"] == child.pid
     finally:
         child.communicate("exit\n", timeout=60)
     assert child.returncode == 0

@@ -20,7 +20,7 @@ def test_a_decorated_function_is_listed_with_its_policy(memory_cache: Cache) -> 
     @cached(
         timedelta(minutes=5),
         tags=["item:{x}"],
-        warm=True,
+        warm=[(1,), {"x": 2}],
         namespace="billing",
         version=3,
         cache=memory_cache,
@@ -34,7 +34,8 @@ def test_a_decorated_function_is_listed_with_its_policy(memory_cache: Cache) -> 
     found = _mine()[price.__qualname__]
     assert found.function is price
     assert (found.kind, found.is_async, found.ttl, found.tags) == ("function", False, 300.0, ("item:{x}",))
-    assert (found.warm, found.version, found.namespace, found.cache) == (True, "3", "billing", memory_cache)
+    warm = (((1,), {}), ((), {"x": 2}))  # the calls, checked against the signature
+    assert (found.warm, found.version, found.namespace, found.cache) == (warm, "3", "billing", memory_cache)
     assert (found.typed, found.ignore, found.copy) == (False, ("trace",), True)
     assert found.ident == f"billing:{__name__}.{price.__qualname__}"
     assert found.depends_on == () and found.key is None and found.cache_if is None
@@ -113,3 +114,22 @@ def test_each_decoration_is_one_registration() -> None:
     first, second = cached(shared), cached(version="2")(shared)
     listed = [f.function for f in cached_functions() if f.name == shared.__qualname__]
     assert len(listed) == 2 and listed[0] is first and listed[1] is second
+
+
+class _Outer:
+    @staticmethod
+    @cached
+    def static_above(x: int) -> int:
+        return x
+
+    @classmethod
+    @cached
+    def class_above(cls, x: int) -> int:
+        return x
+
+
+def test_static_and_class_methods_written_above_cached_are_told_apart() -> None:
+    """They were listed as plain methods."""
+    found = _mine()
+    assert found["_Outer.static_above"].kind == "staticmethod"
+    assert found["_Outer.class_above"].kind == "classmethod"

@@ -250,9 +250,9 @@ def test_several_processes(cache: Cache, clock: FakeClock, disk_dir: Path) -> No
 def test_text_report_rows(cache: Cache, clock: FakeClock) -> None:
     alert = {
         "rule": "HitRateBelow(0.5)",
-        "target": NAME,
+        "subject": NAME,
         "state": "firing",
-        "measured": 0.25,
+        "value": 0.25,
         "threshold": 0.5,
     }
     report = build_report(scripted(cache, clock), alerts=[{**alert, "message": "hit rate 25% below 50%"}])
@@ -276,7 +276,7 @@ def test_text_report_rows(cache: Cache, clock: FakeClock) -> None:
     assert "totals: 16 calls, hit rate 62.5% (hit 10, miss 6, stale 0, coalesced 0, error 0)" in text
     tier_rows = [line.split()[0] for line in lines[lines.index("Tiers") + 3 : lines.index("Alerts") - 1]]
     assert tier_rows == ["memory", "disk"]
-    assert "- hit rate 25% below 50% (state=firing, rule=HitRateBelow(0.5), target=reportdemo.lookup" in text
+    assert "- hit rate 25% below 50% (state=firing, rule=HitRateBelow(0.5), subject=reportdemo.lookup" in text
     assert render_text(build_report([])).splitlines()[-1] == "(none)"
 
 
@@ -333,7 +333,7 @@ def evil_report(cache: Cache, clock: FakeClock) -> dict[str, Any]:
     return build_report(
         snapshots,
         trends={f"evil.{EVIL}": "<b>up</b>"},
-        alerts=[{"message": '<img src=x onerror="alert(1)">', "target": f"evil.{EVIL}"}],
+        alerts=[{"message": '<img src=x onerror="alert(1)">', "subject": f"evil.{EVIL}"}],
     )
 
 

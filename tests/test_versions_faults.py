@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from cacheplug.errors import InvalidationError
+from cacheplug.invalidation import key_tag
 from cacheplug.versions import HostVersions, VersionsUnavailable, fresh, host_versions
 
 from .versions_support import in_child
@@ -59,6 +60,8 @@ def test_a_read_only_store_serves_reads_and_fails_bumps_closed(nobody_dir: str) 
         assert not fresh(store.mirror, ["a"], seq - 1)
         with pytest.raises(InvalidationError, match="read-only"):
             store.bump(["b"])
+        with pytest.raises(InvalidationError, match="of 1 tag and 1 key"):  # not "2 tag(s)"
+            store.bump(["b", key_tag("k")])
         assert store.epoch[0] == seq and store.sync() == seq
         store.close()
 

@@ -51,11 +51,56 @@ def test_an_entry_older_than_the_floor_is_stale_and_a_newer_one_fresh(store: Any
     assert not _judged_fresh(store, ["tag:49"], now - 1)  # still in the mirror: judged by its version
 
 
-def test_the_mirror_stays_in_the_order_of_its_versions(store: Any) -> None:
+def test_a_fold_forgets_the_oldest_versions_whatever_their_order(store: Any) -> None:
     store.bump(["a"])
-    store.bump(["b"])
-    store.bump(["a"])  # a is now the newest
-    assert list(store.mirror) == ["b", "a"]
+    for i in range(BOUND - 1):
+        store.bump([f"tag:{i}"])
+    store.bump(["a"])  # a is now the newest, though it entered the mirror first
+    store.bump(["one more"])  # over the bound: folds
+    assert "a" in store.mirror and "tag:0" not in store.mirror
+    assert store.floor >= 2
+
+
+class _Watched(dict[str, int]):
+    """A mirror that checks, after every change, that no version a reader could see went away."""
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.high: dict[str, int] = dict(self)
+        self.hidden: list[tuple[str, int, int]] = []
+
+    def _check(self) -> None:
+        for tag, version in self.high.items():
+            seen = dict.get(self, tag, 0)
+            if seen < version:
+                self.hidden.append((tag, version, seen))
+        self.high.update(self)
+
+    def __setitem__(self, tag: str, version: int) -> None:
+        super().__setitem__(tag, version)
+        self._check()
+
+    def pop(self, tag: str, *default: Any) -> Any:
+        found = super().pop(tag, *default)
+        self._check()
+        return found
+
+    def __delitem__(self, tag: str) -> None:
+        super().__delitem__(tag)
+        self._check()
+
+
+def test_a_bump_never_hides_a_tag_s_version_from_a_concurrent_reader() -> None:
+    """The stale read of tests/test_invalidation_stress.py under load: a second invalidation of
+    a tag took the tag out of the mirror before putting its new version in, and a reader in
+    between saw the tag as never invalidated."""
+    store = LocalVersions()
+    store.mirror = _Watched()
+    store.bump(["item:41"])
+    store.bump(["item:41", "other"])
+    store.bump(["item:41"])
+    assert isinstance(store.mirror, _Watched) and store.mirror.hidden == []
+    assert store.mirror["item:41"] == 3
 
 
 def test_a_snapshot_holds_the_folded_floor(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -6,13 +6,16 @@ The watcher is pinned (``_WATCH_INTERVAL``): each test drives its round by hand.
 from __future__ import annotations
 
 import logging
+import shutil
 import sqlite3
+import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 import cacheplug.versions
+from cacheplug import Cache, DiskTier, MemoryTier, versions
 from cacheplug.versions import HostVersions, VersionsUnavailable
 
 
@@ -109,3 +112,29 @@ def test_a_journal_found_incomplete_raises_the_floor_before_it_empties_the_mirro
         assert store.views and not any(store.views)
     finally:
         store.close()
+
+
+def test_the_watcher_stops_with_the_last_cache_on_its_directory(tmp_path: Path) -> None:
+    """It used to outlive every cache and recreate the directory after the user deleted it."""
+    directory = tmp_path / "cache"
+
+    def watchers() -> list[threading.Thread]:
+        return [t for t in threading.enumerate() if t.name.startswith("cacheplug-versions-watcher")]
+
+    first, second = (
+        Cache([MemoryTier(), DiskTier(str(directory))]),
+        Cache([MemoryTier(), DiskTier(str(directory))]),
+    )
+    first.set("k", 1)
+    first.close()
+    assert watchers(), "the other cache still judges against the store"
+    second.invalidate(tags=["t"])  # still recorded for the host
+    assert second.get("k") == 1
+    second.close()
+    assert not watchers()
+    shutil.rmtree(directory)
+    versions.host_versions(str(tmp_path / "elsewhere")).close()  # the registry still works
+    assert not directory.exists()
+    with Cache([MemoryTier(), DiskTier(str(directory))]) as again:  # reopened on demand
+        again.set("k", 2)
+        assert again.get("k") == 2

@@ -144,6 +144,9 @@ class Bindings:
             return found
         found.local = bool(meta.local)
         found.policy = getattr(meta, "freshness", None)
+        found.owner = weakref.ref(meta)
+        if cache.learner is not None:
+            found.calls = {}
         self._functions[meta] = found
         weakref.finalize(meta, _retire, weakref.ref(self), ident, found.meter).atexit = False
         if self._memory is not None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime
 import itertools
 import threading
+import weakref
 from typing import TYPE_CHECKING, Any
 
 from .. import invalidation as inv
@@ -140,6 +141,7 @@ class Binding:
         "base_tags",
         "base_tags_fn",
         "cache",
+        "calls",
         "fa_tag",
         "fn_tag",
         "fresh",
@@ -150,6 +152,7 @@ class Binding:
         "lock",
         "meter",
         "misses",
+        "owner",
         "policy",
         "retries",
         "shelf",
@@ -190,6 +193,11 @@ class Binding:
         # when each key whose recomputation failed may be retried (bounded, see the flow).
         self.policy: Freshness | None = None
         self.retries: dict[Any, float] = {}
+        # The function's own object (its decorator core), weakly; ``None`` for the direct API.
+        self.owner: weakref.ref[Any] | None = None
+        # While the cache learns usage: the arguments of calls whose key cannot be turned
+        # back into them (see cacheplug.cache.learning), by memory key; else ``None``.
+        self.calls: dict[Any, Any] | None = None
 
 
 _capture_set = inv.CAPTURE.set

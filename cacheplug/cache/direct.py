@@ -3,8 +3,10 @@
 The direct API is one binding of the cache (``cache.direct``), whose keys are the user's
 strings: ``set`` is a computation whose value is given (stored with ``force``: it replaces
 what is there), ``get_or_compute`` runs the one compute flow, with the call's own freshness
-options (``stale_ttl=``, ``stale_if_error=``, ``early_refresh=``). While the host's invalidations
-cannot be read nothing is stored or served (``Cache.degraded``).
+options (``stale_ttl=``, ``stale_if_error=``, ``early_refresh=``). While the host's
+invalidations cannot be read nothing is stored or served (``Cache.degraded``). ``refresh``
+(warming a direct key) computes without looking and replaces what is stored, through the
+same flow.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from .. import invalidation as inv
 from ..envelope import MISS
 from . import dependencies as deps
 from .calls import Pending, _ttl_seconds
@@ -22,7 +25,7 @@ from .invalidating import check_keys, check_tags
 if TYPE_CHECKING:
     from .facade import Cache
 
-__all__ = ["get", "get_or_compute", "store"]
+__all__ = ["get", "get_or_compute", "refresh", "store"]
 
 T = TypeVar("T")
 
@@ -47,7 +50,7 @@ def _checked(
     return (
         skey,
         _ttl_seconds(ttl, "ttl"),
-        cache.direct.base_tags + check_tags(tags),
+        cache.direct.base_tags + inv.with_rows(check_tags(tags)),
         check_keys(depends_on, "depends_on"),
     )
 
@@ -81,5 +84,24 @@ def get_or_compute(
     if sources:
         compute, keep = deps.linking(cache, skey, sources, seconds, compute)
     flow = call_flow(cache, cache.direct, skey, lambda: skey, lambda: tag_tuple, seconds, keep, policy=policy)
+    value: T = run(flow, compute)
+    return value
+
+
+def refresh(
+    cache: Cache, key: str, compute: Callable[[], T], ttl: Any, tags: Iterable[str], depends_on: Iterable[str]
+) -> T:
+    """``compute()`` and store it under ``key``, replacing what is there: the flow of a
+    refresh (the versions are read before computing, so a value that raced an invalidation
+    of its tags is not stored)."""
+    skey, seconds, tag_tuple, sources = _checked(cache, key, ttl, tags, depends_on)
+    if cache.blind():
+        return compute()
+    keep = None
+    if sources:
+        compute, keep = deps.linking(cache, skey, sources, seconds, compute)
+    flow = call_flow(
+        cache, cache.direct, skey, lambda: skey, lambda: tag_tuple, seconds, keep, probe=False, force=True
+    )
     value: T = run(flow, compute)
     return value

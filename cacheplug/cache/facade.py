@@ -34,6 +34,7 @@ from .flow import checked_entry, finish_now, with_run
 from .health import Health
 from .invalidating import Invalidator, check_keys, check_tags
 from .judge import Judge
+from .learning import learner_for
 from .naming import Names
 from .tiering import Tiering
 
@@ -59,7 +60,10 @@ class Cache:
     :class:`~cacheplug.otel.OpenTelemetryMiddleware` on the global OpenTelemetry providers.
     ``random`` (default ``random.random``): the floats in [0, 1) of ``early_refresh``'s
     draw; pass a seeded ``random.Random(seed).random`` for a reproducible run.
-    Use as a context manager to close it.
+    ``learn=True`` (default: ``CACHEPLUG_LEARN``) learns which entries are hot and refreshes
+    them ahead of expiry (see the Warming guide); it needs a memory tier, and ``learner`` is
+    then the cache's learner (``learner.tick()`` runs one tick now). Use as a context
+    manager to close it.
     """
 
     def __init__(
@@ -75,6 +79,7 @@ class Cache:
         secret: str | Sequence[str] | None = None,
         versions: Versions | None = None,
         tracing: bool = False,
+        learn: bool | None = None,
         random: Callable[[], float] | None = None,
     ) -> None:
         lifecycle.check_arguments(namespace, clock, versions)
@@ -112,11 +117,15 @@ class Cache:
         # Refreshes, early recomputations and warming run here (threads start on first use).
         self.background = Background(on_error=lambda key, exc: self.faults.report("background", "job", exc))
         self.closed = False
+        # Usage learning (opt-in): hit counts, refresh-ahead of hot keys, the learned set.
+        self.learner = learner_for(self, learn)
+        if self.learner is not None:
+            self.on_close(self.learner.close)
         shared = [FaultTolerant(t, self.faults) for t in self.tiers[1 if self.memory is not None else 0 :]]
         self.health = Health(self, versions, shared)
         draws = random or _random.random
         self.judge = Judge(self.health.open(), names.cached_skey, self.faults.report, draws)
-        self.tiering = Tiering(self.memory, shared, self.judge, self.timer)
+        self.tiering = Tiering(self.memory, shared, self.judge, self.timer, self.learner is not None)
         self.bindings = Bindings(self, self.memory)
         # The parts' own methods, as the cache's: the binding of a function, the judge's
         # verdict on a memory entry, whether the host's invalidations are unreadable.
@@ -124,6 +133,8 @@ class Cache:
         self.invalidator = Invalidator(self, debounce)
         self.direct = self.binding("", None)
         lifecycle.opened(self)
+        if self.learner is not None:
+            self.learner.start()
         for item in self.middleware:
             attach = getattr(item, "attach", None)
             if callable(attach):
@@ -300,8 +311,14 @@ class Cache:
         return self.invalidator.write_tags(entity, id)
 
     def invalidate_by_write(self, entity: str, id: Any = None) -> None:
-        """Invalidate what a write of ``entity`` (row ``id``) makes stale, by rule."""
-        self.invalidate(tags=self.write_tags(entity, id))
+        """Invalidate what a write of ``entity`` (row ``id``) makes stale, by rule.
+
+        With ``id=None`` (a write of the whole table: a bulk update, a Core statement) every
+        entry tagged with one of its rows (``f"{entity}:{id}"`` for any id) goes stale too.
+        """
+        tags = self.write_tags(entity, id)
+        check_tags([t for t in tags if not t.startswith(inv.ROWS)])  # the rules' tags are the user's
+        self.invalidator.request(set(tags), set())
 
     def clear(self) -> None:
         """Make every entry of this cache's namespace stale in every tier and process."""
@@ -335,6 +352,7 @@ class Cache:
             self.invalidator.debouncer.close()
         self.closed = True
         lifecycle.closed(self)
+        lifecycle.release_versions(self.judge.versions)
         if self._owns_tiers:
             lifecycle.close_tiers(self.tiers)
 

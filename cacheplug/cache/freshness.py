@@ -7,6 +7,8 @@ produces. The entry then carries its policy as moments on the cache's clock, so 
 keeps it for its ttl plus its windows and any process judges it alike
 (``cacheplug.cache.judge``; the shared tiers' codec stores the moments):
 
+Each is a :class:`~cacheplug.envelope.PolicyEntry` (its expiry kept apart from its deadline):
+
 * ``early_refresh=β`` (``True``: β = 1): ``deadline = refresh_from = expiry - 10·δ·β``, where
   δ is the computation's duration on the cache's clock. Before it a hit is a plain hit;
   past it the judge draws XFetch's ``now - δ·β·ln(rand()) >= expiry``.
@@ -23,7 +25,7 @@ import datetime
 import math
 from typing import Any
 
-from ..envelope import Entry, StaleEntry
+from ..envelope import Entry, PolicyEntry
 from ..errors import ConfigurationError
 from .judge import FALLBACK, REFRESH, STALE, Verdict
 
@@ -35,13 +37,12 @@ RETRY_AT_MOST = 1.0  # seconds: the longest wait before a failed recomputation i
 class Freshness:
     """One function's (or one direct call's) freshness options, checked."""
 
-    __slots__ = ("beta", "stale_if_error", "stale_ttl", "windowed")
+    __slots__ = ("beta", "stale_if_error", "stale_ttl")
 
     def __init__(self, stale_ttl: float, stale_if_error: float, beta: float) -> None:
         self.stale_ttl = stale_ttl
         self.stale_if_error = stale_if_error
         self.beta = beta  # 0.0: no early refresh
-        self.windowed = stale_ttl > 0 or stale_if_error > 0
 
     def entry(
         self,
@@ -56,18 +57,13 @@ class Freshness:
         """The entry of a computation that took ``cost`` seconds and ended at ``now``."""
         if expires is None:  # never expires: nothing to refresh ahead of, never stale
             return Entry(value, now, expires, seq, tags, cost, skey)
-        entry: Entry
-        if self.windowed:
-            stale = StaleEntry(value, now, expires, seq, tags, cost, skey)
-            if self.stale_ttl:
-                stale.stale_until = expires + self.stale_ttl
-            if self.stale_if_error:
-                stale.error_until = expires + self.stale_if_error
-            entry = stale
-        else:
-            entry = Entry(value, now, expires, seq, tags, cost, skey)
+        entry = PolicyEntry(value, now, expires, seq, tags, cost, skey)
         if self.beta:
             entry.deadline = min(expires, expires - 10.0 * max(cost, 0.0) * self.beta)
+        if self.stale_ttl:
+            entry.stale_until = expires + self.stale_ttl
+        if self.stale_if_error:
+            entry.error_until = expires + self.stale_if_error
         return entry
 
     def __repr__(self) -> str:

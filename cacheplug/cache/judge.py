@@ -146,14 +146,18 @@ class Judge:
 
     def live(self, entry: Entry, now: float, shared: bool = False) -> bool:
         """Whether an entry's value is fresh (``FRESH`` or ``REFRESH``), without a draw."""
-        expires = entry.expires
-        return (expires is None or expires > now) and self.valid(entry, shared) is FRESH
+        if entry.deadline <= now:  # at or past its deadline: fresh only before its expiry
+            expires = entry.expires
+            if expires is None or expires <= now:
+                return False
+        return self.valid(entry, shared) is FRESH
 
     def kept(self, entry: Entry, now: float, shared: bool = False) -> bool:
         """Whether a tier keeps ``entry``: valid, and within its ttl or one of its stale windows."""
-        expires = entry.expires
-        if expires is not None and max(expires, entry.stale_until, entry.error_until) <= now:
-            return False
+        if entry.deadline <= now:
+            expires = entry.expires
+            if expires is None or max(expires, entry.stale_until, entry.error_until) <= now:
+                return False
         return self.valid(entry, shared) is FRESH
 
     def recheck(self, entry: Entry) -> Verdict:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from .. import state
 from ..errors import ConfigurationError
 from ..tiers.base import Tier
+from ..versions import HostVersions
 
 if TYPE_CHECKING:
     from .facade import Cache
@@ -31,6 +32,7 @@ __all__ = [
     "on_unbind",
     "open_caches",
     "opened",
+    "release_versions",
     "resolve_tiers",
 ]
 
@@ -96,6 +98,16 @@ def opened(cache: Cache) -> None:
     _OPEN.add(cache)
 
 
+def release_versions(store: Any) -> None:
+    """Close a host version store (its watcher thread) once no open cache judges against it.
+
+    The store is the process's one for its directory; the next cache on that directory opens
+    it again. Left running, its watcher outlived the cache and recreated a deleted directory.
+    """
+    if isinstance(store, HostVersions) and not any(c.judge.versions is store for c in list(_OPEN)):
+        store.close()
+
+
 def closed(cache: Cache) -> None:
     _OPEN.discard(cache)
     notify_unbind(cache)
@@ -123,6 +135,8 @@ def _after_fork_in_child() -> None:
         debouncer = cache.invalidator.debouncer
         if debouncer is not None:
             debouncer.after_fork()
+        if cache.learner is not None:
+            cache.learner.after_fork()
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)

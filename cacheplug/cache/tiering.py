@@ -57,9 +57,16 @@ class Tiering:
     forget_now: Callable[..., None]
 
     def __init__(
-        self, memory: MemoryTier | None, lower: Sequence[Tier], judge: Judge, timer: Callable[[], float]
+        self,
+        memory: MemoryTier | None,
+        lower: Sequence[Tier],
+        judge: Judge,
+        timer: Callable[[], float],
+        learning: bool = False,
     ) -> None:
         self.memory = memory
+        if learning:  # a cache that learns usage counts each memory hit on its entry
+            self.probe = self.counting_probe  # type: ignore[method-assign]
         self.lower = list(lower)
         # Whether the async driver has something to await when it reads (a tier with aget).
         self.asynchronous = any(isinstance(tier, AsyncTier) for tier in self.lower)
@@ -97,6 +104,15 @@ class Tiering:
         if self.memory is not None and shelf is not _EMPTY_SHELF:
             self.memory.discard(shelf, fkey, entry)
         return MISS
+
+    def counting_probe(
+        self, binding: Binding, fkey: Hashable, now: float, late: list[Verdict] | None = None
+    ) -> Any:
+        """:meth:`probe`, also counting a hit on the entry (see ``cacheplug.cache.learning``)."""
+        entry = Tiering.probe(self, binding, fkey, now, late)
+        if entry is not MISS and entry.hits < 256:  # as the fast path: saturating (HITS_MAX)
+            entry.hits += 1
+        return entry
 
     def find(
         self,

@@ -35,7 +35,7 @@ from .publish import collect, publish, shared_directory, unpublish
 from .report import build_report
 from .rules import Alert, Interval, Rule, checked_rules
 
-__all__ = ["Monitor", "host_snapshots", "performance_report", "start_monitoring"]
+__all__ = ["Monitor", "host_alerts", "host_snapshots", "performance_report", "start_monitoring"]
 
 log = logging.getLogger("cacheplug")
 
@@ -170,7 +170,13 @@ class Monitor:
         if self.directory is None:
             return
         try:
-            publish(self.directory, list(self._window), interval=self.interval)
+            publish(
+                self.directory,
+                list(self._window),
+                interval=self.interval,
+                label=self.cache.namespace,
+                alerts=[{**a.to_dict(), "pid": os.getpid()} for a in self._firing.values()],
+            )
             self._published = True
         except Exception as exc:
             self.publish_faults += 1
@@ -226,7 +232,7 @@ class Monitor:
                 log.warning("cacheplug: the monitor's thread did not stop within %s s", timeout)
         if self._published and self.directory is not None:
             self._published = False
-            unpublish(self.directory)
+            unpublish(self.directory, self.cache.namespace)
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -289,5 +295,21 @@ def performance_report(cache: Cache | None = None) -> dict[str, Any]:
     disk tier and a fresh one of this process, with this process's trends."""
     chosen = cache if cache is not None else get_cache()
     others, own = host_snapshots(chosen)
-    report: dict[str, Any] = build_report([*others, *own], trends=trending.every_trend(own))
+    report: dict[str, Any] = build_report(
+        [*others, *own], trends=trending.every_trend(own), alerts=host_alerts(chosen)
+    )
     return report
+
+
+def host_alerts(cache: Cache) -> list[dict[str, Any]]:
+    """The alerts firing in every monitored process of the host for ``cache``'s directory and
+    namespace, as the monitors last published them (each with its ``pid``)."""
+    directory = shared_directory(cache.tiers)
+    if directory is None:
+        return []
+    return [
+        dict(alert)
+        for published in collect(directory)
+        if published.latest.namespace == cache.namespace
+        for alert in published.alerts
+    ]

@@ -1,7 +1,7 @@
 """Snapshots published beside the shared tier, so reports and the CLI cover every process.
 
 Each process that monitors a cache writes its recent snapshots to
-``<cache directory>/stats/<host>-<pid>.json`` (the disk tier's directory: ``CACHEPLUG_DIR``
+``<cache directory>/stats/<host>-<pid>[-<namespace>].json`` (the disk tier's directory: ``CACHEPLUG_DIR``
 by default), replacing the file atomically at every interval. The file is JSON, never
 pickled: reading another process's file can run no code, and a malformed or oversized file
 is skipped (and said why), never trusted.
@@ -21,7 +21,7 @@ import os
 import socket
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,6 +44,7 @@ log = logging.getLogger("cacheplug")
 
 FORMAT = "cacheplug-stats/1"
 MAX_BYTES = 16 * 2**20
+MAX_ALERTS = 100  # per file: a report shows what fires, not an unbounded list
 """A published file larger than this is skipped (16 MiB)."""
 _AGES_OUT_AFTER = 3  # intervals without a rewrite
 
@@ -58,6 +59,8 @@ class Published:
     interval: float
     snapshots: tuple[CacheStats, ...]
     path: str
+    # The alerts firing in that process when it wrote the file (``Alert.to_dict()`` forms).
+    alerts: tuple[dict[str, Any], ...] = ()
 
     @property
     def latest(self) -> CacheStats:
@@ -82,8 +85,11 @@ def shared_directory(tiers: Sequence[Any]) -> str | None:
     return None
 
 
-def _own_name() -> str:
-    return f"{_safe(socket.gethostname())}-{os.getpid()}.json"
+def _own_name(label: str = "") -> str:
+    # One file per process and cache namespace: two monitored caches of one process on one
+    # directory each keep their own.
+    suffix = f"-{_safe(label)}" if label else ""
+    return f"{_safe(socket.gethostname())}-{os.getpid()}{suffix}.json"
 
 
 def _safe(text: str) -> str:
@@ -96,8 +102,14 @@ def publish(
     *,
     interval: float,
     wall: Callable[[], float] = time.time,
+    label: str = "",
+    alerts: Sequence[Mapping[str, Any]] = (),
 ) -> str:
     """Write this process's ``snapshots`` (oldest first) for cache directory ``directory``.
+
+    ``label`` (the cache's namespace) tells apart the files of several caches of one process;
+    ``alerts``: the alerts firing now (``Alert.to_dict()``), so a report from any process
+    shows every process's.
 
     Returns the file's path. Raises ``OSError`` when it cannot be written (the monitor
     counts and logs that, and goes on).
@@ -114,9 +126,10 @@ def publish(
         "written": wall(),
         "interval": float(interval),
         "snapshots": [s.to_dict() for s in snapshots],
+        "alerts": [dict(a) for a in alerts[:MAX_ALERTS]],
     }
     data = json.dumps(body, separators=(",", ":"), allow_nan=False).encode()
-    path = os.path.join(folder, _own_name())
+    path = os.path.join(folder, _own_name(label))
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".publishing-", suffix=".json")
     try:
         with os.fdopen(fd, "wb") as out:
@@ -129,10 +142,10 @@ def publish(
     return path
 
 
-def unpublish(directory: str | os.PathLike[str]) -> None:
+def unpublish(directory: str | os.PathLike[str], label: str = "") -> None:
     """Remove this process's file (a monitor that stops)."""
     with contextlib.suppress(OSError):
-        os.unlink(os.path.join(stats_directory(directory), _own_name()))
+        os.unlink(os.path.join(stats_directory(directory), _own_name(label)))
 
 
 def collect(directory: str | os.PathLike[str], *, wall: Callable[[], float] = time.time) -> list[Published]:
@@ -180,7 +193,20 @@ def _read(path: str) -> Published | None:
             or not isinstance(interval, (int, float))
         ):
             raise ValueError("pid, written and interval must be numbers")
-        return Published(str(body["host"]), pid, float(written), float(interval), snapshots, path)
+        alerts = body.get("alerts", [])
+        if not isinstance(alerts, list) or not all(
+            isinstance(a, dict) and all(isinstance(k, str) for k in a) for a in alerts
+        ):
+            raise ValueError("alerts must be a list of objects")
+        return Published(
+            str(body["host"]),
+            pid,
+            float(written),
+            float(interval),
+            snapshots,
+            path,
+            tuple(alerts[:MAX_ALERTS]),
+        )
     except FileNotFoundError:
         return None  # removed meanwhile by its process
     except (OSError, ValueError, KeyError, TypeError) as exc:

@@ -361,11 +361,11 @@ def render_text(report: Mapping[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-_ALERT_KEYS = ("time", "state", "rule", "target", "measured", "threshold", "message")
+_ALERT_KEYS = ("time", "state", "rule", "subject", "value", "threshold", "message")  # Alert.to_dict
 
 
 def alert_text(alert: Mapping[str, Any]) -> str:
-    """One alert on one line: its usual fields (``rule``, ``target``, ``message``...) first."""
+    """One alert on one line: its usual fields (``rule``, ``subject``, ``message``...) first."""
     parts = [f"{k}={_alert_value(k, alert[k])}" for k in _ALERT_KEYS if k in alert and k != "message"]
     parts += [f"{k}={v}" for k, v in alert.items() if k not in _ALERT_KEYS]
     message = alert.get("message")

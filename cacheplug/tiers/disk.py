@@ -43,7 +43,7 @@ from typing import Any
 
 import diskcache
 
-from ..codec import Codec, UnreadableEntryError, codec_for
+from ..codec import Codec, CorruptEntryError, UnreadableEntryError, codec_for
 from ..envelope import MISS, Entry
 from ..errors import ConfigurationError, TierUnavailable
 from ..private_files import default_directory, directory_problem
@@ -270,7 +270,13 @@ class DiskTier:
         if data is None:
             return MISS
         try:
-            return self._loads(data, key)
+            entry = self._loads(data, key)
+            if not isinstance(entry, Entry):
+                raise CorruptEntryError(
+                    f"the codec {type(self.codec).__name__}.loads returned {type(entry).__name__}, "
+                    f"not a cacheplug.Entry: a codec's loads must rebuild the Entry it was given"
+                )
+            return entry
         except UnreadableEntryError as exc:
             self._unreadable(dc, key, exc)
             return MISS

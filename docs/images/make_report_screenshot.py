@@ -115,8 +115,8 @@ def run(workdir: Path) -> dict[str, Any]:
                 "time": snapshots[-1].time,
                 "state": "firing",
                 "rule": "HitRateBelow(0.5)",
-                "target": "shop.search.search",
-                "measured": 0.41,
+                "subject": "shop.search.search",
+                "value": 0.41,
                 "threshold": 0.5,
                 "message": "shop.search.search: hit rate 41% below 50% over the last interval",
             }

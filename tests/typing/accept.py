@@ -17,7 +17,10 @@ from cacheplug import (
     MemoryTier,
     ProxyTier,
     Tier,
+    WarmingTask,
+    WarmReport,
     cached,
+    warm_now,
 )
 from cacheplug.tiers import CountsDamage, HasVersions, KeyListing, SelfChecking
 
@@ -145,3 +148,24 @@ def tiers(disk: DiskTier) -> None:
     damage: CountsDamage = disk
     stack: Tier = FaultTolerant(CircuitBreaker(disk), FaultLedger("ns"))
     proxied: KeyListing = ProxyTier(disk)
+
+
+# warm=: True, calls as tuples or dicts, or a callable returning them.
+@cached(warm=True)
+def home() -> str:
+    return "home"
+
+
+@cached(warm=[(1,), {"user_id": 2}])
+def profile(user_id: int) -> str:
+    return str(user_id)
+
+
+@cached(warm=lambda: [(i,) for i in range(3)])
+def item(i: int) -> int:
+    return i
+
+
+warming = WarmingTask("profiles", profile, args=[(1,)], priority=5, interval=60.0)
+report: WarmReport = warm_now(lambda done, total, name: None, workers=2)
+assert_type(report.warmed, int)

@@ -55,4 +55,10 @@ repo.load.refresh(1, 2)  # expect: call-arg
 wrong: str = repo.load.refresh(1)  # expect: assignment
 repo.load.cache_info().hits.upper()  # expect: attr-defined
 
+
+@cached(warm="yes")  # expect: arg-type
+def home() -> str:
+    return "home"
+
+
 cached(ttl=5, early_refresh="soon")  # expect: call-overload

@@ -1,0 +1,121 @@
+"""Writes that send no model signal, seen as SQL: ``QuerySet.update()``, ``bulk_create()``, ....
+
+``QuerySet.update()``, ``bulk_create()``, ``bulk_update()``, ``QuerySet._raw_delete()`` and
+raw SQL through ``connection.cursor()`` write rows without ``post_save`` or
+``post_delete``. Every connection gets a database execute wrapper
+(``connection.execute_wrappers``, installed when it connects) that looks at the start of
+each statement after it ran: ``INSERT INTO t``, ``UPDATE t``, ``DELETE FROM t`` and
+``TRUNCATE t, u`` (with the dialects' variants: ``INSERT OR REPLACE``, ``INSERT IGNORE``,
+``REPLACE INTO``, ``ONLY``, quoted and schema-qualified names, after leading comments)
+record a write of the table's entity with ``id=None``, delivered like the model signals'
+writes (after the commit: ``cacheplug.integrations.django.writes``). What it cannot see is
+documented as not covered: statements starting with ``WITH`` (a CTE), ``MERGE``, ``COPY``,
+stored procedures and triggers, and writes made outside Django's connections.
+
+The cost on a statement that writes nothing is one anchored regular-expression match that
+fails at its first letters.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+from django.apps import apps
+from django.db import connections
+from django.db.backends.signals import connection_created
+
+from .writes import entity_of, record
+
+__all__ = ["TableEntities", "WriteWatcher", "install", "written_tables"]
+
+_IDENT = r'(?:"(?:[^"]|"")+"|`[^`]+`|\[[^\]]+\]|[A-Za-z_][\w$]*)'
+_NAME = rf"{_IDENT}(?:\s*\.\s*{_IDENT})*"
+# Leading comments (a query tagger's /* ... */ or -- lines) are skipped.
+_LEAD = r"(?:\s*(?:/\*.*?\*/|--[^\n]*(?:\n|$)))*\s*"
+_ONE = re.compile(
+    _LEAD + r"(?:INSERT(?:\s+OR\s+[A-Za-z]+|\s+IGNORE)?\s+INTO|REPLACE\s+INTO"
+    r"|UPDATE(?:\s+OR\s+[A-Za-z]+)?(?:\s+ONLY)?|DELETE\s+FROM(?:\s+ONLY)?)"
+    rf"\s+(?P<table>{_NAME})",
+    re.IGNORECASE | re.DOTALL,
+)
+_TRUNCATE = re.compile(
+    rf"{_LEAD}TRUNCATE(?:\s+TABLE)?(?:\s+ONLY)?\s+(?P<tables>{_NAME}(?:\s*,\s*{_NAME})*)",
+    re.IGNORECASE | re.DOTALL,
+)
+_PARTS = re.compile(_IDENT)
+
+
+def _unquoted(name: str) -> str:
+    """The table of a possibly schema-qualified, possibly quoted name: its last part."""
+    last: str = _PARTS.findall(name)[-1]
+    if last[0] == '"':
+        return last[1:-1].replace('""', '"')
+    if last[0] in "`[":
+        return last[1:-1]
+    return last
+
+
+def written_tables(sql: str) -> tuple[str, ...]:
+    """The tables a statement writes, by its first words; ``()`` for anything else."""
+    found = _ONE.match(sql)
+    if found is not None:
+        return (_unquoted(found["table"]),)
+    found = _TRUNCATE.match(sql)
+    if found is not None:
+        return tuple(_unquoted(name) for name in re.split(r"\s*,\s*", found["tables"]))
+    return ()
+
+
+class TableEntities:
+    """Table name to entity, from the installed models (link tables of many-to-many included).
+
+    Built on first use and again when a table is not found (a model created since); a table
+    no model has is its own entity.
+    """
+
+    def __init__(self) -> None:
+        self._known: dict[str, str] = {}
+
+    def refresh(self) -> None:
+        known = {}
+        for model in apps.get_models(include_auto_created=True):
+            if model._meta.proxy:
+                continue  # the concrete model names the table
+            known[str(model._meta.db_table)] = entity_of(model)
+        self._known = known
+
+    def __call__(self, table: str) -> str:
+        entity = self._known.get(table)
+        if entity is None:
+            self.refresh()
+            entity = self._known.setdefault(table, table)
+        return entity
+
+
+class WriteWatcher:
+    """The execute wrapper: after a statement that writes tables, record their writes (``id=None``)."""
+
+    def __init__(self, entities: Callable[[str], str]) -> None:
+        self.entities = entities
+
+    def __call__(self, execute: Callable[..., Any], sql: Any, params: Any, many: bool, context: Any) -> Any:
+        result = execute(sql, params, many, context)
+        if isinstance(sql, str):
+            tables = written_tables(sql)
+            if tables:
+                record(context["connection"].alias, [(self.entities(t), None) for t in tables])
+        return result
+
+    def on_connect(self, sender: Any, connection: Any, **_: Any) -> None:
+        """Receiver of ``connection_created``: wrap the connection's statements (once)."""
+        if self not in connection.execute_wrappers:
+            connection.execute_wrappers.append(self)
+
+
+def install(watcher: WriteWatcher) -> None:
+    """Put ``watcher`` on every connection: those open now and each one that connects later."""
+    connection_created.connect(watcher.on_connect, weak=False, dispatch_uid="cacheplug.statements")
+    for connection in connections.all(initialized_only=True):
+        watcher.on_connect(type(connection), connection)

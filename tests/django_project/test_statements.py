@@ -1,0 +1,39 @@
+"""Which tables a statement writes, by its first words (the execute wrapper's reading of SQL)."""
+
+from __future__ import annotations
+
+import pytest
+
+from cacheplug.integrations.django.statements import written_tables
+
+
+@pytest.mark.parametrize(
+    ("sql", "tables"),
+    [
+        ('INSERT INTO "shop_orders" ("total") VALUES (%s) RETURNING "shop_orders"."id"', ("shop_orders",)),
+        ('UPDATE "shop_orders" SET "total" = %s WHERE "shop_orders"."id" = %s', ("shop_orders",)),
+        ('DELETE FROM "shop_orders" WHERE "shop_orders"."id" IN (%s)', ("shop_orders",)),
+        ("  update shop_orders set total = 1", ("shop_orders",)),
+        ("\n\tDELETE\nFROM\nshop_orders", ("shop_orders",)),
+        ('INSERT OR REPLACE INTO "t" VALUES (1)', ("t",)),
+        ("INSERT OR IGNORE INTO t VALUES (1)", ("t",)),
+        ("INSERT IGNORE INTO `t` VALUES (1)", ("t",)),
+        ("REPLACE INTO `db`.`t` VALUES (1)", ("t",)),
+        ('UPDATE ONLY "public"."t" SET a = 1', ("t",)),
+        ('DELETE FROM ONLY "s"."t"', ("t",)),
+        ('INSERT INTO "we""ird" VALUES (1)', ('we"ird',)),
+        ("INSERT INTO [dbo].[t] VALUES (1)", ("t",)),
+        ('TRUNCATE "a", "b" RESTART IDENTITY CASCADE;', ("a", "b")),
+        ("TRUNCATE TABLE ONLY t", ("t",)),
+        ("/* controller=orders */ UPDATE t SET a = 1", ("t",)),
+        ("-- tagged\nINSERT INTO t VALUES (1)", ("t",)),
+        ('SELECT "t"."id" FROM "t" WHERE "t"."a" = %s', ()),
+        ("SELECT * FROM t FOR UPDATE", ()),
+        ("WITH x AS (SELECT 1) UPDATE t SET a = 1", ()),  # documented as not covered
+        ('CREATE TABLE "t" ("id" integer)', ()),
+        ("SAVEPOINT s1", ()),
+        ("", ()),
+    ],
+)
+def test_the_tables_a_statement_writes(sql: str, tables: tuple[str, ...]) -> None:
+    assert written_tables(sql) == tables
