@@ -88,9 +88,22 @@ def get_or_compute(
     ttl: Any = None,
     tags: Iterable[str] = (),
     depends_on: Iterable[str] = (),
+    *,
+    stale_ttl: Any = None,
+    stale_if_error: Any = None,
+    early_refresh: bool | float = False,
 ) -> T:
-    """:meth:`Cache.get_or_compute` on the default cache."""
-    return get_cache().get_or_compute(key, compute, ttl=ttl, tags=tags, depends_on=depends_on)
+    """:meth:`Cache.get_or_compute` on the default cache (the freshness options included)."""
+    return get_cache().get_or_compute(
+        key,
+        compute,
+        ttl=ttl,
+        tags=tags,
+        depends_on=depends_on,
+        stale_ttl=stale_ttl,
+        stale_if_error=stale_if_error,
+        early_refresh=early_refresh,
+    )
 
 
 def add_dependency(

@@ -780,3 +780,12 @@ def test_every_tier_keeps_an_entry_for_its_ttl_plus_its_windows(clock: FakeClock
         assert cache.sweep() == 2  # the memory entry and the disk row
         assert disk.get(skey) is cacheplug.MISS
     disk.close()
+
+
+def test_the_module_level_get_or_compute_takes_the_options(cache: Cache, clock: FakeClock) -> None:
+    cacheplug.configure(cache)
+    assert cacheplug.get_or_compute("k", lambda: "v1", ttl=TTL, stale_ttl=30) == "v1"
+    clock.advance(TTL + 1)
+    assert cacheplug.get_or_compute("k", lambda: "v2", ttl=TTL, stale_ttl=30) == "v1"  # stale
+    assert cache.background.wait(JOIN)
+    assert cacheplug.get_or_compute("k", lambda: "v3", ttl=TTL, stale_ttl=30) == "v2"
