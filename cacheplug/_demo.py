@@ -3,7 +3,10 @@
 A slow service function is served cold (computed), then warm from the memory tier, then —
 in a second process with an empty memory tier — from the disk tier shared by every process
 of the host; a tag invalidation makes it recompute, and invalidating a key makes what was
-derived from it stale. Timings and stats are printed.
+derived from it stale. Then: an ORM-style save hook (a blinker signal) invalidating one row
+and a bulk write invalidating a whole table; 32 threads missing one key at once (one
+computation); an expired value served while it refreshes in the background; entries warmed
+before anyone asks. Timings and stats are printed.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 import cacheplug
@@ -24,6 +28,24 @@ def sales_report(region: str, year: int) -> dict[str, object]:
     """A slow service call: pretend to aggregate a year of orders."""
     time.sleep(0.4)
     return {"region": region, "year": year, "total": sum(range(year)) % 100_000}
+
+
+PRICES = {7: 19.99, 8: 5.49}
+COMPUTED: list[int] = []
+
+
+@cached(ttl=600, tags=["order:{order_id}"])
+def order_total(order_id: int) -> float:
+    """What a save hook keeps fresh: a value read from the 'order' table."""
+    COMPUTED.append(order_id)
+    return PRICES[order_id]
+
+
+@cached(ttl=600, warm=[("eu",), ("us",), ("apac",)])
+def region_dashboard(region: str) -> str:
+    """Warmed before anyone asks (cacheplug.warm_now(), or start_warming() in a service)."""
+    time.sleep(0.1)
+    return f"{region}: 1,204 orders"
 
 
 def _timed(label: str) -> None:
@@ -63,7 +85,74 @@ def main() -> None:
     print(f"  summary:eu                               {cache.get('summary:eu')!r}")
     cache.invalidate(keys=["fx:eur"])  # the rate changed: what was derived from it goes stale
     print(f"  after invalidating fx:eur                {cache.get('summary:eu')!r}")
+    _writes()
+    _stampede()
+    _warming()
     _observed(cache)
+
+
+def _orders() -> str:
+    totals = f"order 7 = {order_total(7)}, order 8 = {order_total(8)}"
+    return f"{totals}; recomputed {COMPUTED}"
+
+
+def _writes() -> None:
+    """An ORM save hook sends cacheplug.signals.written; cacheplug invalidates by entity."""
+    print("\nwrites reported by a save hook (cacheplug.signals.written, as the ORM integrations send):")
+    for order_id in (7, 8):
+        order_total.invalidate(order_id)  # start cold every time the demo runs
+        order_total(order_id)
+    PRICES[7] = 24.99
+    COMPUTED.clear()
+    cacheplug.signals.written.send("orm", entity="order", id=7)  # one row was saved
+    print(f"  a save of order 7:  {_orders()}")
+    PRICES.update({7: 22.49, 8: 4.99})
+    COMPUTED.clear()
+    cacheplug.signals.written.send("orm", entity="order", id=None)  # a bulk UPDATE of the table
+    print(f"  a bulk table write: {_orders()}")
+
+
+@cached(ttl=600)
+def exchange_rates(day: str) -> dict[str, float]:
+    """A slow upstream call that 32 request threads want at the same moment."""
+    time.sleep(0.3)
+    return {"EUR": 1.08, "GBP": 1.27}
+
+
+def _stampede() -> None:
+    exchange_rates.invalidate("2026-12-01")
+    before = cacheplug.get_cache().stats().functions.get(f"{__name__}.exchange_rates")
+    start = threading.Barrier(32)
+
+    def request() -> None:
+        start.wait()
+        exchange_rates("2026-12-01")
+
+    began = time.perf_counter()
+    threads = [threading.Thread(target=request) for _ in range(32)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    took = time.perf_counter() - began
+    after = cacheplug.get_cache().stats().functions[f"{__name__}.exchange_rates"]
+    misses = after.misses - (before.misses if before else 0)
+    coalesced = after.coalesced - (before.coalesced if before else 0)
+    print("\na stampede: 32 threads miss one key at the same moment (single-flight):")
+    print(f"  {misses} computation; {coalesced} callers waited for it and shared its value")
+    print(f"  {took * 1e3:.0f} ms for all 32 (the computation takes 300 ms)")
+
+
+def _warming() -> None:
+    for region in ("eu", "us", "apac"):
+        region_dashboard.invalidate(region)  # start cold every time the demo runs
+    report = cacheplug.warm_now()
+    start = time.perf_counter()
+    region_dashboard("apac")
+    took = time.perf_counter() - start
+    print("\nwarming (@cached(warm=[...]) registered a task; cacheplug.warm_now() ran it):")
+    print(f"  {report.warmed} entries warmed in {report.duration * 1e3:.0f} ms (4 workers)")
+    print(f"  the first request for apac: {took * 1e6:.0f} µs (a memory hit, not a 100 ms computation)")
 
 
 def _ms(seconds: float | None) -> str:

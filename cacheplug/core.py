@@ -28,7 +28,7 @@ from typing import Any
 
 from . import defaults, settings, state, warmcalls
 from . import invalidation as inv
-from .cache import Cache
+from .cache import Cache, stampede
 from .cache.calls import Binding, _ttl_seconds
 from .cache.freshness import freshness
 from .cache.lifecycle import on_unbind
@@ -83,6 +83,8 @@ class _CoreBase:
         typed: bool,
         cache_if: Callable[[Any], bool] | None,
         copy: bool,
+        lock: str | None = None,
+        lock_timeout: float = stampede.DEFAULT_LOCK_TIMEOUT,
         stale_ttl: Any = None,
         stale_if_error: Any = None,
         early_refresh: Any = False,
@@ -147,6 +149,11 @@ class _CoreBase:
         self.typed = typed
         self.cache_if = cache_if
         self.copy = copy
+        host, timeout = stampede.check_lock(lock, lock_timeout, "@cached")
+        # How a miss is protected from stampedes (one computation per key, host leases).
+        self.guard = stampede.Guard(self.is_async, host, timeout)
+        if host and cache is not None:
+            stampede.require_leases(cache, "@cached")
         self.tag_templates: tuple[str, ...] = ()
         self.tags_callable: Callable[..., Iterable[str]] | None = None
         self._check_tags(tags)
@@ -305,6 +312,8 @@ class _CoreBase:
             binding = last[1]
         else:
             self.settle()
+            if self.guard.host:
+                stampede.require_leases(cache, f"@cached {self.func.__qualname__}:")
             binding = cache.binding(self.ident, self, self.dependency_tags(cache.namespace), self.relevance())
             self.last = (cache, binding)
         bound = self.bound

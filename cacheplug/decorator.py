@@ -20,12 +20,13 @@ from __future__ import annotations
 import weakref
 from collections.abc import Callable, Iterable, Mapping
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Protocol, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Concatenate, Literal, ParamSpec, Protocol, TypeVar, overload
 
 from . import state
 from .cache import Cache
 from .cache.calls import _ttl_seconds
 from .cache.freshness import freshness
+from .cache.stampede import check_lock
 from .drivers import _Core as _Core
 from .fastpath import make_call
 from .wrappers import BoundCachedFunction as BoundCachedFunction
@@ -105,6 +106,8 @@ def cached(
     typed: bool = True,
     cache_if: Callable[[Any], bool] | None = None,
     copy: bool = False,
+    lock: Literal["host"] | None = None,
+    lock_timeout: float = 30.0,
     stale_ttl: float | timedelta | None = None,
     stale_if_error: float | timedelta | None = None,
     early_refresh: bool | float = False,
@@ -125,6 +128,8 @@ def cached(
     typed: bool = True,
     cache_if: Callable[[Any], bool] | None = None,
     copy: bool = False,
+    lock: Literal["host"] | None = None,
+    lock_timeout: float = 30.0,
     stale_ttl: float | timedelta | None = None,
     stale_if_error: float | timedelta | None = None,
     early_refresh: bool | float = False,
@@ -152,6 +157,10 @@ def cached(
         typed: ``f(1)``, ``f(1.0)`` and ``f(True)`` are distinct entries (default).
         cache_if: predicate on the result; ``False`` returns it without storing.
         copy: return a deep copy of cached values to callers that mutate results.
+        lock: concurrent misses of one key always wait for one computation in the process;
+            ``"host"``: in every process of the host too (a lease beside the disk tier).
+        lock_timeout: seconds a computation may hold its key (default 30) before a waiting
+            caller takes over; with ``lock="host"``, the lease.
         stale_ttl: seconds after expiry during which the stale value is served, without
             waiting, while one background refresh recomputes it.
         stale_if_error: seconds after expiry during which the stale value is served when
@@ -177,6 +186,8 @@ def cached(
         typed=typed,
         cache_if=cache_if,
         copy=copy,
+        lock=lock,
+        lock_timeout=lock_timeout,
         stale_ttl=stale_ttl,
         stale_if_error=stale_if_error,
         early_refresh=early_refresh,
@@ -186,6 +197,7 @@ def cached(
     options["ttl"] = ttl
     # Fail at decoration time, before the function exists.
     freshness(stale_ttl, stale_if_error, early_refresh, _ttl_seconds(ttl, "@cached ttl"), "@cached")
+    check_lock(lock, lock_timeout, "@cached")
 
     def decorate(func: Any) -> Any:
         return _wrap(func, options)

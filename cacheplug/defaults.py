@@ -77,7 +77,8 @@ def configure(cache: Any = None, **settings: Any) -> Any:
     ``namespace``, ``clock``, ``middleware``, ``secret`` (a str, comma-separated, or a
     sequence of str), ``learn`` (as ``Cache(learn=...)``). Every ``CACHEPLUG_*`` variable is
     validated here, also those the given settings override. Returns the new default cache.
-    The previous default is closed if cacheplug built it.
+    The previous default is closed if cacheplug built it (unless the pytest plugin will put it
+    back after the test: then it is only forgotten).
     """
     if cache is not None and settings:
         raise ConfigurationError("configure() takes either a cache or settings, not both")
@@ -88,6 +89,6 @@ def configure(cache: Any = None, **settings: Any) -> Any:
     old = state.swap_default(new, built=cache is None)
     if old is not None and old is not new:
         notify_unbind(old)
-        if getattr(old, "_owns_tiers", False):
-            old.close()
+        if getattr(old, "_owns_tiers", False) and not state.pinned(old):
+            old.close()  # a pinned one (a test's snapshot puts it back) is only forgotten
     return new

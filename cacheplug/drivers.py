@@ -20,11 +20,12 @@ from __future__ import annotations
 import asyncio
 import copy as _copy
 import logging
+import threading
 from collections.abc import Callable, Hashable
 from typing import Any
 
 from . import invalidation as inv
-from .cache import Cache
+from .cache import Cache, stampede
 from .cache.calls import Binding, Pending, _Read
 from .cache.flow import arun, call_flow, run
 from .cache.stats import tier_names
@@ -38,6 +39,8 @@ from .keys import encode_call
 from .wrappers import CacheInfo
 
 log = logging.getLogger("cacheplug")
+
+_get_ident = threading.get_ident
 
 
 class _Core(_CoreBase):
@@ -65,7 +68,15 @@ class _Core(_CoreBase):
             cache.learner.remember(binding, fkey, (key_args, kwargs))  # type: ignore[union-attr]
         keep = self.keep if self.cache_if is not None or self.copy else None
         return call_flow(
-            cache, binding, fkey, skey_fn, tags_fn, self.ttl, keep, self.copy_out if self.copy else None
+            cache,
+            binding,
+            fkey,
+            skey_fn,
+            tags_fn,
+            self.ttl,
+            keep,
+            self.copy_out if self.copy else None,
+            guard=self.guard,
         )
 
     def call(
@@ -97,7 +108,9 @@ class _Core(_CoreBase):
     def store(self, cache: Cache, pending: Pending, value: Any, skey_fn: Callable[[], str]) -> Any:
         """End a computation: store ``value`` unless ``cache_if`` or ``copy=`` refuse it."""
         keep, result = self.keep(pending, value)
-        cache.finish(pending, value, keep, skey_fn)
+        entry = cache.finish(pending, value, keep, skey_fn)
+        if pending.mark is not None:
+            stampede.land(pending, entry)
         return result
 
     def keep(self, pending: Pending, value: Any) -> tuple[bool, Any]:
@@ -190,11 +203,13 @@ class _Core(_CoreBase):
             bound is None
             or bound[0] is not self.holder[0]
             or not bound[0].chains.quiet_miss
+            or self.guard.host
             or self.freshness is not None
         ):
             # Not bound to the current cache (the general path binds on the way), middleware
-            # observes the miss, or the function has freshness options (the flow acts on an
-            # entry past its deadline: a refresh ahead, a stale value): the general flow runs it.
+            # observes the miss, it takes a host lease, or the function has freshness options
+            # (the flow acts on an entry past its deadline: a refresh ahead, a stale value):
+            # the general flow runs it.
             return self.call(self.func, args, {}, args)
         cache, binding = bound
         skey = None
@@ -210,9 +225,19 @@ class _Core(_CoreBase):
             if self.untagged
             else self.tags(binding, dict(zip(self.names, args, strict=True)), args, {})
         )
+        seq0, start = cache.epoch[0], cache.clock()
+        mark = None
+        if binding.flights is not None and (self.ttl if self.ttl is not None else cache.default_ttl) != 0:
+            # Claim the key's flight (cacheplug.flight); when another caller computes it,
+            # the general flow waits for that computation.
+            mark = [_get_ident(), seq0, start, None]
+            if binding.flights.marks.setdefault(args, mark) is not mark:
+                return self.call(self.func, args, {}, args)
         # Cache.begin(..., miss=True), inlined: this is every fast-path miss.
         binding.misses.add()
-        return Pending(binding, args, skey, tags, self.ttl, cache.epoch[0], cache.clock())
+        pending = Pending(binding, args, skey, tags, self.ttl, seq0, start)
+        pending.mark = mark
+        return pending
 
     def miss_end(self, pending: Pending, value: Any) -> Any:
         """Store what a fast-path miss computed (see :meth:`miss_begin`) and return it."""
@@ -227,7 +252,9 @@ class _Core(_CoreBase):
             skey_fn = self._skey_fn(cache, fkey)
         if self.cache_if is not None:
             return self.store(cache, pending, value, skey_fn)
-        cache.finish(pending, value, True, skey_fn)  # the fast path never copies
+        entry = cache.finish(pending, value, True, skey_fn)  # the fast path never copies
+        if pending.mark is not None:
+            stampede.land(pending, entry)
         return value
 
     def _skey_fn(self, cache: Cache, args: tuple[Any, ...]) -> Callable[[], str]:
@@ -247,6 +274,11 @@ class _Core(_CoreBase):
         pending.bucket = bucket  # what the computation read, captured by the fast path
         cache.finish(pending, value, True, self._skey_fn(cache, args))
         return value
+
+    def contended(self, args: tuple[Any, ...]) -> Any:
+        """A lean fast-path miss whose key another caller is computing: the general flow
+        waits for that computation (or computes, for a recursive call of its owner)."""
+        return self.call(self.func, args, {}, args)
 
     def note_hit(self, entry: Any) -> None:
         bound = self.bound

@@ -27,11 +27,14 @@ from __future__ import annotations
 
 import functools
 import itertools
+import sys
 import types
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from . import flight
 from . import invalidation as inv
+from .cache import stampede
 from .cache.calls import _EMPTY_SHELF, Pending
 from .cache.flow import arun, run
 from .envelope import Entry
@@ -62,9 +65,12 @@ HITS_MAX = 256
 
 
 def _abort(pending: Pending) -> None:
-    """A computation raised: stop capturing its reads (nothing is stored), count the error."""
+    """A computation raised: stop capturing its reads (nothing is stored), count the error,
+    tell the callers waiting for it (called while the exception is being handled)."""
     inv.capture_end(pending.token)
     pending.binding.meter.errors.add()
+    if pending.mark is not None or pending.lease is not None:
+        stampede.land(pending, error=sys.exc_info()[1])
 
 
 def _indent_text(text: str, spaces: int) -> str:
@@ -103,15 +109,17 @@ _LEAN_MISS = """\
 if lean:
     __cp_shelf = shelf
     __cp_seq = epoch[0]
+    __cp_start = clock()
+{claim}\
     __cp_bucket = []
     __cp_token = capture_set(__cp_bucket)
     active.append(None)
-    __cp_start = clock()
     try:
         __cp_value = func(*args)
-    except BaseException:
+    except BaseException as __cp_exc:
         next_(misses)
         next_(errors)
+{land_error}\
         raise
     finally:
         active.pop()
@@ -120,13 +128,36 @@ if lean:
     __cp_now = clock()
     record(__cp_now - __cp_start)
     if __cp_bucket or active or epoch[0] != __cp_seq or args in __cp_shelf or judge.cutoff > __cp_start:
-        return lean_end(args, __cp_value, __cp_shelf, __cp_seq, __cp_start, __cp_bucket)
-    put(__cp_shelf, args, ENTRY(
-        __cp_value, __cp_now, None if ttl is None else __cp_now + ttl, __cp_seq, base_tags,
-        __cp_now - __cp_start,
-    ))
+        lean_end(args, __cp_value, __cp_shelf, __cp_seq, __cp_start, __cp_bucket)
+    else:
+        put(__cp_shelf, args, ENTRY(
+            __cp_value, __cp_now, None if ttl is None else __cp_now + ttl, __cp_seq, base_tags,
+            __cp_now - __cp_start,
+        ))
+{land}\
     return __cp_value
 """
+
+# Single-flight in the lean miss (cacheplug.flight): claim the key with a mark (a list and
+# a dict operation; a second caller of the key goes the general way, which waits for this
+# computation), pop it when done; only a mark someone joined or replaced costs more. The
+# mark's owner is left out (None): a caller meeting it finds out whether it is the owner
+# itself (a recursive call) by looking for this frame below its own (stampede._computing_here).
+_LEAN_FLIGHT = {
+    "claim": """\
+    __cp_mark = [None, __cp_seq, __cp_start, None]
+    if marks.setdefault(args, __cp_mark) is not __cp_mark:
+        return contended(args)
+""",
+    "land_error": """\
+        if (__cp_popped := marks.pop(args, None)) is not __cp_mark or __cp_mark[3]:
+            lean_land(args, __cp_mark, __cp_popped, __cp_exc)
+""",
+    "land": """\
+    if (__cp_popped := marks.pop(args, None)) is not __cp_mark or __cp_mark[3]:
+        lean_land(args, __cp_mark, __cp_popped, None)
+""",
+}
 
 _SYNC_PROBE = (
     # .get() costs a hit a few ns more than a subscript, and spares every miss a KeyError
@@ -161,14 +192,14 @@ def build():
         # new shelf last, so a concurrent hit never pairs an entry of one cache with the epoch
         # of another.
         global shelf, epoch, clock, hits, recheck, fresh, lean, misses, put, ttl, base_tags, judge
-        global errors, record, timer, samples, drain, sample_at
+        global errors, record, timer, samples, drain, sample_at, marks, lean_land
         shelf = EMPTY
         lean = False
         epoch, clock, hits, recheck, fresh = new_epoch, new_clock, new_hits, new_recheck, new_fresh
         if new_meter is not None:
             timer, samples, drain, sample_at = new_meter
         if new_lean is not None:
-            misses, errors, record, put, ttl, base_tags, judge = new_lean
+            misses, errors, record, put, ttl, base_tags, judge, marks, lean_land = new_lean
         shelf = new_shelf
         lean = new_lean is not None
 
@@ -244,7 +275,7 @@ _TEMPLATE_NAMES = frozenset({
     "bool", "float", "fresh", "BaseException", "kwargs", "rest", "ENTRY", "capture_set",
     "capture_reset", "lean_end", "lean", "misses", "put", "ttl", "base_tags", "None", "judge",
     "errors", "record", "timer", "samples", "drain", "sampled", "timed_probe", "SAMPLES_MAX", "len",
-    "sample_at", "SAMPLE_EVERY", "n",
+    "sample_at", "SAMPLE_EVERY", "n", "marks", "lean_land", "contended",
 })  # fmt: skip
 
 
@@ -268,9 +299,11 @@ def lean_cells(core: _CoreBase, cache: Cache, binding: Binding) -> tuple[Any, ..
     ):
         return None
     meter = binding.meter
+    flights = binding.flights
     return (
         binding.misses.counter, meter.errors.counter, meter.compute.record, memory.put, ttl,
-        binding.base_tags, cache.judge,
+        binding.base_tags, cache.judge, flights.marks if flights is not None else {},
+        functools.partial(stampede.land_lean, cache, binding),
     )  # fmt: skip
 
 
@@ -288,7 +321,7 @@ def _indent(text: str, spaces: int) -> str:
 def _compiled(source: str) -> types.CodeType:
     """The code of one template instance: functions of one shape share it (compiling is
     most of a decoration's cost); each gets its own names when it is built."""
-    return compile(source, "<cacheplug fast path>", "exec")
+    return compile(source, stampede.FAST_PATH_FILE, "exec")
 
 
 def make_call(core: _Core) -> Callable[..., Any]:
@@ -372,8 +405,9 @@ def _build(
         # Saturating at HITS_MAX (the learner zeroes it every tick): CPython's small ints go
         # up to 256, so counting allocates nothing, whatever the hit rate.
         count = f"if entry.hits < {HITS_MAX}:\n    entry.hits += 1\n" + count
+    flight_lines = _LEAN_FLIGHT if flight.ENABLED else dict.fromkeys(_LEAN_FLIGHT, "")
     probe_return = _indent(
-        _SYNC_PROBE.format(found="return entry.value", count=_indent(count, 8).lstrip()), 12
+        _SYNC_PROBE.format(found="return entry.value", count=_indent(count, 8).lstrip(), **flight_lines), 12
     )
     if named:
         call_def = _NAMED_CALL.format(
@@ -439,6 +473,9 @@ def _build(
         "capture_set": inv.CAPTURE.set,
         "capture_reset": inv.CAPTURE.reset,
         "lean_end": core.lean_end,
+        "marks": {},
+        "lean_land": None,
+        "contended": core.contended,
         "errors": counter,
         "record": float,
         "timer": float,

@@ -3,7 +3,7 @@
 The modules that use a piece refer to it here (``state.OPEN_CACHES``...), so a test, the
 pytest plugin or a forked child that must start afresh calls :func:`reset` and nothing
 else. This module is the bottom layer: it imports nothing of cacheplug, and knows the
-objects it holds only by the methods it calls on them (``close()``).
+objects it holds only by what it uses of them (``close()``, ``closed``).
 
 =======================  =================================================================
 ``DEFAULT_CACHE``        the holder of the default cache (``[cache]`` or ``[None]``): every
@@ -23,7 +23,18 @@ objects it holds only by the methods it calls on them (``close()``).
 ``SHARED_CACHES``        what integrations build once and share by configuration (the
                          Django cache backend's cache and locks, for every thread): closed
                          by :func:`reset`
+``SCRIPT_FUNCTIONS``     cached functions of scripts that run again and again (a Streamlit
+                         app's ``cache_data`` functions), kept across the runs by what
+                         identifies them, so a rerun finds its entries and bookkeeping
 =======================  =================================================================
+
+``PINNED`` belongs to the snapshots, not to the state: the default caches a :func:`snapshot`
+will put back, which ``configure()`` and :func:`reset` forget instead of closing;
+:func:`reset` leaves it alone.
+
+:func:`snapshot` and :func:`restore` bracket a test (the pytest plugin): ``restore`` resets,
+then puts back the default cache, open caches and rules the snapshot saw, so what a test
+added is forgotten and what was there before it stays.
 
 ``UNBIND_HOOKS`` is wiring, not state: the functions to call when a cache stops serving the
 generated fast paths; :func:`reset` calls them and keeps them.
@@ -35,9 +46,9 @@ import itertools
 import threading
 import weakref
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
-__all__ = ["reset"]
+__all__ = ["Snapshot", "pinned", "reset", "restore", "snapshot"]
 
 DEFAULT_CACHE: list[Any] = [None]
 # Whether cacheplug built the cache in DEFAULT_CACHE (get_cache(), configure(**settings)):
@@ -67,10 +78,14 @@ WARNED_LOCAL: set[tuple[str, str]] = set()
 WARNED: set[str] = set()
 CHECKED_ENVIRONMENT: list[Any] = [None]
 
+SCRIPT_FUNCTIONS: dict[Any, Any] = {}
+SCRIPT_FUNCTIONS_LOCK = threading.Lock()
+
 UNBIND_HOOKS: list[Callable[[Any], None]] = []
 
 SHARED_CACHES: dict[Any, Any] = {}
 SHARED_LOCK = threading.Lock()
+PINNED: list[Any] = []
 
 
 def default_cache(build: Callable[[], Any]) -> Any:
@@ -117,8 +132,8 @@ def reset() -> None:
     * What integrations share by configuration (``SHARED_CACHES``) is closed: the next use
       builds it again.
     * The global write rules, the host version stores (each is closed by the tiers using
-      it; a tier opened later opens its own), the warnings already given and the memo of
-      the checked environment are cleared.
+      it; a tier opened later opens its own), the warnings already given, the memo of
+      the checked environment and the script functions kept across runs are cleared.
     * Every decorated function's fast path is unbound; its next call looks its cache up again.
     * The warming schedulers are stopped (and joined); the registered warming tasks and
       every task's figures are forgotten.
@@ -139,7 +154,7 @@ def reset() -> None:
     try:
         for item in shared:
             item.close()
-        if old is not None and built:
+        if old is not None and built and not pinned(old):
             old.close()
     finally:
         OPEN_CACHES.clear()
@@ -152,5 +167,67 @@ def reset() -> None:
         WARNED_LOCAL.clear()
         WARNED.clear()
         CHECKED_ENVIRONMENT[0] = None
+        with SCRIPT_FUNCTIONS_LOCK:
+            SCRIPT_FUNCTIONS.clear()
         for hook in UNBIND_HOOKS:
             hook(None)
+
+
+class Snapshot(NamedTuple):
+    """What :func:`restore` puts back: the default cache (and whether cacheplug built it),
+    the open caches and the global write rules, as :func:`snapshot` found them."""
+
+    default: Any
+    default_built: bool
+    caches: tuple[Any, ...]
+    rules: tuple[Any, ...]
+
+
+def pinned(cache: Any) -> bool:
+    """Whether a snapshot will put ``cache`` back as the default (so it must stay open)."""
+    return any(kept is cache for kept in PINNED)
+
+
+def snapshot() -> Snapshot:
+    """The default cache, open caches and global rules now (held strongly until restored).
+
+    The default cache is pinned until :func:`restore`: replacing it (``configure()``) or
+    resetting forgets it without closing it, so it can be put back.
+    """
+    with DEFAULT_LOCK:
+        default, built = DEFAULT_CACHE[0], _DEFAULT_BUILT[0]
+        if default is not None:
+            PINNED.append(default)
+    with RULES_LOCK:
+        rules = tuple(RULES)
+    return Snapshot(default, built, tuple(OPEN_CACHES), rules)
+
+
+def restore(saved: Snapshot) -> None:
+    """:func:`reset`, then put back what ``saved`` holds that is still open.
+
+    Every effect of :func:`reset` applies, except to the saved default cache (pinned by
+    :func:`snapshot`, so nothing closed it): a default cache built since is closed, caches
+    opened since are forgotten (not closed), rules added since are dropped, warnings, memos
+    and host version stores are cleared. A saved cache closed since (by a direct
+    ``close()``) is not put back: the next ``get_cache()`` builds a default from the
+    environment. Not for use while other threads are calling cacheplug.
+    """
+    default = saved.default
+    with DEFAULT_LOCK:
+        if DEFAULT_CACHE[0] is default:
+            DEFAULT_CACHE[0], _DEFAULT_BUILT[0] = None, False  # reset() must not close it
+    try:
+        reset()
+    finally:
+        for i, kept in enumerate(PINNED):
+            if kept is default:
+                del PINNED[i]
+                break
+    if default is not None and not default.closed:
+        swap_default(default, built=saved.default_built)
+    for cache in saved.caches:
+        if not cache.closed:
+            OPEN_CACHES.add(cache)
+    with RULES_LOCK:
+        RULES.extend(saved.rules)

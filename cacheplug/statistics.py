@@ -8,10 +8,10 @@ gives a JSON-ready dict (processes publish it for the CLI and reports; never pic
 
 Outcomes: every call of a cached function ends in exactly one of ``hit`` (served by a
 tier), ``miss`` (computed, returned), ``stale`` (a stale value served), ``coalesced`` (it
-waited for another caller's computation) or ``error`` (the computation raised). Their
-counts sum to the calls made. Counters are exact across threads. Besides the outcomes,
-``refreshes`` and ``refresh_errors`` count the work done off the callers' path to keep
-values fresh (see :class:`FunctionStats`); they are not calls.
+waited for another caller's computation and got its value) or ``error`` (the call raised).
+Their counts sum to the calls made. Counters are exact across threads.
+Besides the outcomes, ``refreshes`` and ``refresh_errors`` count the work done off the
+callers' path to keep values fresh (see :class:`FunctionStats`); they are not calls.
 """
 
 from __future__ import annotations
@@ -42,7 +42,8 @@ class FunctionStats:
 
     ``hits``: calls served by a tier, by tier in ``tier_hits``; ``misses``: calls that
     computed and returned; ``stale``: calls served a stale value; ``coalesced``: calls that
-    waited for another caller's computation; ``errors``: calls whose computation raised.
+    waited for another caller's computation and got its value; ``errors``: calls that raised
+    (their computation, or the one they waited for, raised).
     ``refreshes``: background refreshes run (``stale_ttl``, ``early_refresh``);
     ``refresh_errors``: recomputations that raised while the stale value stayed served
     (failed background refreshes and failed ``stale_if_error`` retries); neither is a call.
@@ -187,11 +188,12 @@ class CacheStats(Mapping[str, Any]):
     Totals over every function (and the direct ``Cache`` API): ``hits``, ``misses``,
     ``stale``, ``coalesced``, ``errors`` (the outcomes, as in :class:`FunctionStats`),
     ``hit_rate``, ``refreshes`` and ``refresh_errors`` (as in :class:`FunctionStats`);
-    ``tier_hits``: hits by tier name. ``entries`` and ``evictions``: the memory tier's.
-    ``faults``: tier faults by ``"<tier>.<operation>"``. ``stale_sets``: stores refused
-    because the value was computed before an invalidation; ``degraded``: why the shared
-    tiers are not used, or ``None``; ``unserializable``: values no shared tier could store;
-    ``corrupt``, ``tampered``, ``foreign``: unreadable entries met, by kind;
+    ``tier_hits``: hits by tier name. ``entries`` and ``evictions``: the
+    memory tier's. ``faults``: tier faults by ``"<tier>.<operation>"`` (``"lock.<operation>"``:
+    the host lease store). ``stale_sets``: stores refused because the value was computed
+    before an invalidation, or by a host-lease holder that was taken over; ``degraded``: why
+    the shared tiers are not used, or ``None``; ``unserializable``: values no shared tier
+    could store; ``corrupt``, ``tampered``, ``foreign``: unreadable entries met, by kind;
     ``invalidations``: invalidations this cache recorded; ``epoch``: the version store's
     epoch. ``functions``: per function (:class:`FunctionStats`, by qualified name;
     ``"<direct>"`` is the ``Cache.get``/``set`` API), ``tiers``: per tier

@@ -10,6 +10,7 @@ holds them with a gate where it needs them running.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import itertools
 import json
@@ -30,6 +31,7 @@ from cacheplug import Cache, ConfigurationError, DiskTier, Entry, MemoryTier, ca
 from cacheplug.codec import PickleCodec
 from cacheplug.envelope import PolicyEntry
 from tests.conftest import FakeClock
+from tests.test_stampede import Counter, watching_waits
 
 TTL = 10.0
 JOIN = 30.0  # seconds a thread may take (never reached when correct)
@@ -789,3 +791,51 @@ def test_the_module_level_get_or_compute_takes_the_options(cache: Cache, clock: 
     assert cacheplug.get_or_compute("k", lambda: "v2", ttl=TTL, stale_ttl=30) == "v1"  # stale
     assert cache.background.wait(JOIN)
     assert cacheplug.get_or_compute("k", lambda: "v3", ttl=TTL, stale_ttl=30) == "v2"
+
+
+def test_callers_waiting_for_a_failing_recomputation_all_get_the_stale_value(
+    cache: Cache, clock: FakeClock
+) -> None:
+    """With single-flight: one recomputation for every caller in the window; it raises, and
+    each of them (the one computing and those waiting for it) is served the stale value."""
+    entered, release = threading.Event(), threading.Event()
+    attempts: list[int] = []
+    waiters = 15
+    waiting = Counter(waiters)
+
+    @cached(cache=cache, ttl=TTL, stale_if_error=60)
+    def rates(n: int) -> int:
+        attempts.append(n)
+        if len(attempts) == 1:
+            return n
+        entered.set()
+        assert release.wait(JOIN)
+        raise Down("rates service down")
+
+    assert rates(1) == 1
+    clock.advance(TTL + 1)
+    served: list[Any] = []
+
+    def caller(wait_first: bool) -> None:
+        with contextlib.ExitStack() as stack:
+            if wait_first:  # says when it starts waiting for the computation in flight
+                stack.enter_context(watching_waits(waiting))
+            try:
+                served.append(rates(1))
+            except Down as exc:  # pragma: no cover - a failure of the test
+                served.append(exc)
+
+    first = threading.Thread(target=caller, args=(False,))
+    first.start()
+    assert entered.wait(JOIN)  # the first caller computes, holding the key
+    others = [threading.Thread(target=caller, args=(True,)) for _ in range(waiters)]
+    for thread in others:
+        thread.start()
+    assert waiting.reached.wait(JOIN)  # every other caller waits for that computation
+    release.set()
+    for thread in (first, *others):
+        thread.join(JOIN)
+    assert served == [1] * (waiters + 1)
+    assert len(attempts) == 2  # one recomputation for the 16 callers
+    stats = cache.stats().functions[_name(rates)]
+    assert (stats.stale, stats.errors, stats.coalesced, stats.refresh_errors) == (16, 0, 0, 1)

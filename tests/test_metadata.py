@@ -20,18 +20,20 @@ def test_every_extra_installs_something_the_package_uses() -> None:
     extras = _setup_cfg()["options.extras_require"]
     for name, requirements in extras.items():
         assert requirements.strip(), f"the extra {name!r} installs nothing"
-    # Besides the dev extra, otel (the SDK and the OTLP exporter, for cacheplug.otel) and cli
-    # (click and rich, for cacheplug.cli), every extra is an integration's, named after it.
-    assert {"dev", "otel", "cli"} <= set(extras)
-    assert _names(extras["cli"]) == {"click", "rich"}
-    for name in set(extras) - {"dev", "otel", "cli"}:
-        module = ROOT / "cacheplug" / "integrations" / name
-        assert module.with_suffix(".py").exists() or module.is_dir(), (
-            f"the extra {name!r} is for no integration"
-        )
+    # Besides dev, each extra is for a module that exists: otel (the SDK and the OTLP
+    # exporter, for cacheplug.otel), cli (click and rich, for cacheplug.cli), and one per
+    # framework integration (cacheplug.integrations.<extra>).
+    package = ROOT / "cacheplug"
+    for name in set(extras) - {"dev"}:
+        places = [package / f"{name}.py", package / name, package / "integrations" / f"{name}.py"]
+        places.append(package / "integrations" / name)
+        assert any(place.exists() for place in places), f"the extra {name!r} is for no module"
+    assert {"dev", "otel", "cli", "streamlit", "django", "flask", "fastapi"} <= set(extras)
     assert _names(extras["flask"]) == {"flask", "click", "rich"}  # the views and `flask cacheplug`
     assert _names(extras["fastapi"]) == {"fastapi"}
     assert _names(extras["django"]) == {"django"}
+    assert {line.split(">=")[0].strip() for line in extras["cli"].split() if line} == {"click", "rich"}
+    assert {line.split(">=")[0].strip() for line in extras["streamlit"].split() if line} == {"streamlit"}
 
 
 def _names(requirements: str) -> set[str]:

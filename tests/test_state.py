@@ -95,3 +95,48 @@ def test_reset_keeps_the_registry_of_live_functions() -> None:
 
     state.reset()
     assert [f.function for f in cacheplug.cached_functions() if f.name == kept.__qualname__] == [kept]
+
+
+def test_restore_puts_back_what_the_snapshot_saw_and_forgets_the_rest() -> None:
+    before_default = configure(tiers="memory")
+    before_cache = Cache([MemoryTier()])
+    rule = InvalidationRule("user", tags=["dashboard:{id}"])
+    cacheplug.add_rule(rule)
+    saved = state.snapshot()
+
+    configure(cache=Cache([MemoryTier()]))  # replaces the default: pinned, so not closed
+    assert not before_default.closed
+    later_cache = Cache([MemoryTier()])
+    cacheplug.add_rule(InvalidationRule("order"))
+    built_later = configure(tiers="memory")
+    state.restore(saved)
+
+    assert get_cache() is before_default and not before_default.closed
+    assert built_later.closed, "a default cacheplug built after the snapshot is closed"
+    assert before_cache in open_caches() and later_cache not in open_caches()
+    assert [rule] == state.RULES
+    assert not state.pinned(before_default)
+    configure(tiers="memory")  # no longer pinned: replacing it closes it again
+    assert before_default.closed
+    before_cache.close()
+    later_cache.close()
+
+
+def test_restore_does_not_put_back_a_default_closed_since() -> None:
+    default = configure(tiers="memory")
+    saved = state.snapshot()
+    default.close()
+    state.restore(saved)
+    assert get_cache() is not default and not get_cache().closed
+
+
+def test_nested_snapshots_pin_until_the_outer_restore() -> None:
+    default = configure(tiers="memory")
+    outer = state.snapshot()
+    inner = state.snapshot()
+    state.restore(inner)
+    assert state.pinned(default)
+    configure(tiers="memory")
+    assert not default.closed
+    state.restore(outer)
+    assert get_cache() is default and not state.pinned(default)

@@ -159,7 +159,7 @@ def test_counters_reconcile_after_threads(cache: Cache) -> None:
         assert fs.hits + fs.misses + fs.stale + fs.coalesced + fs.errors == made[which], which
         assert fs.calls == made[which]
         assert fs.errors == raised[which] > 0  # a raising key is never cached: every call errs
-        assert fs.stale == fs.coalesced == 0
+        assert fs.stale == 0  # (coalesced: callers that shared a concurrent miss's computation)
         assert fs.hits > 0 and fs.misses > 0
         assert set(fs.tier_hits) == set(tier_names)
         assert sum(fs.tier_hits.values()) == fs.hits

@@ -181,3 +181,5 @@ class Bindings:
         self._lock = threading.Lock()
         for binding in self.all():
             binding.lock = threading.Lock()
+            if binding.flights is not None:
+                binding.flights.after_fork()

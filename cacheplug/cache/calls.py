@@ -16,6 +16,7 @@ import threading
 import weakref
 from typing import TYPE_CHECKING, Any
 
+from .. import flight
 from .. import invalidation as inv
 from ..envelope import Entry
 from ..errors import ConfigurationError
@@ -67,8 +68,9 @@ class Meter:
     """One function's counters in one cache: exact outcome tallies and latency histograms.
 
     ``hits`` counts every hit (the memory hits are those no shared tier answered);
-    ``misses`` every lookup that computed, ``errors`` the computations that raised (so the
-    outcome "miss" is ``misses - errors``); ``tier_hits[i]``: hits of shared tier ``i``.
+    ``misses`` every lookup no tier served, ``coalesced`` those served by another caller's
+    computation, ``errors`` the calls that raised (so the outcome "miss" is
+    ``misses - errors - coalesced``); ``tier_hits[i]``: hits of shared tier ``i``.
     ``latency[0]``: sampled memory hits, ``latency[1 + i]``: hits of shared tier ``i``;
     ``compute``: every computation that returned. ``sample``: the next general-path memory
     hit is timed (set by every 64th hit). ``refreshes``: background refreshes run
@@ -107,6 +109,7 @@ class Meter:
         """A snapshot of these counters; ``tier_names``: the memory tier's (or ``""``), then
         the shared tiers'."""
         errors = self.errors.value
+        coalesced = self.coalesced.value
         shared = [tally.value for tally in self.tier_hits]
         # A shared tier's hit is counted there first, then as a hit (Cache.hit): one in flight
         # is a hit already, so that the memory tier's share is never negative.
@@ -121,9 +124,9 @@ class Meter:
         return FunctionStats(
             name=name or "<direct>",
             hits=hits,
-            misses=max(self.misses.value - errors, 0),
+            misses=max(self.misses.value - errors - coalesced, 0),
             stale=self.stale.value,
-            coalesced=self.coalesced.value,
+            coalesced=coalesced,
             errors=errors,
             refreshes=self.refreshes.value,
             refresh_errors=self.refresh_errors.value,
@@ -143,6 +146,7 @@ class Binding:
         "cache",
         "calls",
         "fa_tag",
+        "flights",
         "fn_tag",
         "fresh",
         "hits",
@@ -198,6 +202,8 @@ class Binding:
         # While the cache learns usage: the arguments of calls whose key cannot be turned
         # back into them (see cacheplug.cache.learning), by memory key; else ``None``.
         self.calls: dict[Any, Any] | None = None
+        # The computations of this function in flight, by key (cacheplug.cache.stampede).
+        self.flights = flight.Flights() if flight.ENABLED else None
 
 
 _capture_set = inv.CAPTURE.set
@@ -211,7 +217,20 @@ class Pending:
     reads the computation makes (a context variable, so threads and tasks stay apart).
     """
 
-    __slots__ = ("binding", "bucket", "fkey", "policy", "seq0", "skey", "start", "tags", "token", "ttl")
+    __slots__ = (
+        "binding",
+        "bucket",
+        "fkey",
+        "lease",
+        "mark",
+        "policy",
+        "seq0",
+        "skey",
+        "start",
+        "tags",
+        "token",
+        "ttl",
+    )
 
     # ``start`` is the cache clock's reading when the computation began: its cost is measured
     # on the same clock as expiry (a fake clock in tests gives fake, consistent costs).
@@ -233,6 +252,9 @@ class Pending:
         self.ttl = ttl
         self.seq0 = seq0
         self.start = start
+        # The flight this computation owns and its host lease (cacheplug.cache.stampede).
+        self.mark: list[Any] | None = None
+        self.lease: Any = None
         self.policy = binding.policy  # a direct call's own options replace it (the flow)
         # inv.capture_begin(), inlined: this runs on every miss.
         bucket: list[Any] = []

@@ -21,6 +21,7 @@ from .calls import Pending, _ttl_seconds
 from .flow import call_flow, run
 from .freshness import freshness
 from .invalidating import check_keys, check_tags
+from .stampede import SYNC, Guard
 
 if TYPE_CHECKING:
     from .facade import Cache
@@ -74,6 +75,7 @@ def get_or_compute(
     ttl: Any,
     tags: Iterable[str],
     depends_on: Iterable[str],
+    guard: Guard = SYNC,
     options: tuple[Any, Any, Any] = _NO_OPTIONS,
 ) -> T:
     skey, seconds, tag_tuple, sources = _checked(cache, key, ttl, tags, depends_on)
@@ -83,7 +85,9 @@ def get_or_compute(
     keep = None
     if sources:
         compute, keep = deps.linking(cache, skey, sources, seconds, compute)
-    flow = call_flow(cache, cache.direct, skey, lambda: skey, lambda: tag_tuple, seconds, keep, policy=policy)
+    flow = call_flow(
+        cache, cache.direct, skey, lambda: skey, lambda: tag_tuple, seconds, keep, guard=guard, policy=policy
+    )
     value: T = run(flow, compute)
     return value
 

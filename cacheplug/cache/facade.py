@@ -26,7 +26,7 @@ from ..tiers.memory import MemoryTier
 from ..tiers.proxy import FaultTolerant
 from ..versions import Versions
 from . import dependencies as deps
-from . import direct, lifecycle, stats
+from . import direct, lifecycle, stampede, stats
 from .background import Background
 from .bindings import Bindings
 from .calls import Binding, Pending, _Read, _ttl_seconds
@@ -127,6 +127,8 @@ class Cache:
         self.judge = Judge(self.health.open(), names.cached_skey, self.faults.report, draws)
         self.tiering = Tiering(self.memory, shared, self.judge, self.timer, self.learner is not None)
         self.bindings = Bindings(self, self.memory)
+        # Where lock="host" leases keys among the host's processes (None: no disk tier).
+        self.leases = stampede.host_leases(self.tiers)
         # The parts' own methods, as the cache's: the binding of a function, the judge's
         # verdict on a memory entry, whether the host's invalidations are unreadable.
         self.binding, self.live, self.blind = self.bindings.get, self.judge.live, self.health.blind
@@ -233,18 +235,25 @@ class Cache:
         tags: Iterable[str] = (),
         depends_on: Any = (),
         *,
+        lock: str | None = None,
+        lock_timeout: float = stampede.DEFAULT_LOCK_TIMEOUT,
         stale_ttl: float | Any = None,
         stale_if_error: float | Any = None,
         early_refresh: bool | float = False,
     ) -> T:
         """The value under ``key``; on a miss, ``compute()`` it and store it (``depends_on``: as for set).
 
-        ``stale_ttl``, ``stale_if_error`` and ``early_refresh``: as for ``@cached`` (see
-        docs/guide/freshness.md); a background refresh calls ``compute`` on the cache's
-        background threads.
+        Concurrent misses of one key wait for one computation; ``lock="host"``: in every
+        process of the host (needs a disk tier); ``lock_timeout``: seconds before a waiter
+        takes over (see ``@cached``). ``stale_ttl``, ``stale_if_error`` and
+        ``early_refresh``: as for ``@cached`` (see docs/guide/freshness.md); a background
+        refresh calls ``compute`` on the cache's background threads.
         """
+        guard = stampede.guard_of(lock, lock_timeout, "Cache.get_or_compute")
+        if guard.host:
+            stampede.require_leases(self, "Cache.get_or_compute")
         return direct.get_or_compute(
-            self, key, compute, ttl, tags, depends_on, (stale_ttl, stale_if_error, early_refresh)
+            self, key, compute, ttl, tags, depends_on, guard, (stale_ttl, stale_if_error, early_refresh)
         )
 
     def add_dependency(

@@ -13,6 +13,8 @@ receives the answers:
   store) as the terminal of a middleware chain; ``awaits``: the async driver must await it
   (a tier is async, or a store writes shared tiers from a worker thread), else it is driven
   synchronously and the middleware sees its result itself;
+* ``(WAIT, wait, arg, await_)``: wait for what another caller holds: a computation of the
+  same key in flight, or its host lease (``cacheplug.cache.stampede``);
 * ``(BACKGROUND, pool, key, steps)``: run the refresh flow ``steps`` in the cache's
   background pool, once per key at a time (``cacheplug.cache.background``): on one of its
   threads with the sync driver, as a task of the running loop with the async one, calling
@@ -38,10 +40,12 @@ from .. import invalidation as inv
 from ..envelope import MISS, Entry
 from ..errors import SerializationError
 from ..tiers.capabilities import AsyncTier
+from . import stampede
 from .calls import Binding, Pending, _Read
 from .freshness import Freshness, retry_gap
 from .judge import FALLBACK, FRESH, REFRESH
-from .steps import BACKGROUND, CHAINED, COMPUTE, DELETE, GET, RECORD, SET, sync_twin, with_run
+from .stampede import Guard
+from .steps import BACKGROUND, CHAINED, COMPUTE, DELETE, GET, RECORD, SET, WAIT, sync_twin, with_run
 from .tiering import Steps
 
 if TYPE_CHECKING:
@@ -78,6 +82,7 @@ def call_flow(
     *,
     probe: bool = True,
     force: bool = False,
+    guard: Guard = stampede.SYNC,
     policy: Freshness | None = None,
     retry: float | None = None,
 ) -> Steps:
@@ -86,18 +91,19 @@ def call_flow(
     ``keep(pending, value)``: whether the value may be stored, and what the caller gets
     (``cache_if=``, ``copy=``). ``on_hit``: what the caller gets of a cached value.
     ``probe=False, force=True``: a refresh (compute, then replace what is stored).
+    ``guard``: how a miss is protected from stampedes (``cacheplug.cache.stampede``).
     ``policy``: a direct call's freshness options (a function's are its binding's).
     ``retry``: this is a background refresh; if it raises, the key's next one waits that long.
 
     The judge's late verdicts: ``REFRESH`` is a hit and ``STALE`` a stale value served,
     each starting one background refresh of the key (a ``(BACKGROUND, pool, key, refresh)``
     step: the driver runs the refresh flow with the caller's function on the cache's pool);
-    ``FALLBACK`` recomputes now and serves the stale value if that raises an ``Exception``.
-    A failed recomputation is retried no sooner than ``retry_gap`` later: until then the
-    stale value is served as it is.
+    ``FALLBACK`` recomputes now (or waits for the key's computation in flight) and serves
+    the stale value if that raises an ``Exception``. A failed recomputation is retried no
+    sooner than ``retry_gap`` later: until then the stale value is served as it is.
     """
     chains = cache.chains
-    fallback = None
+    mark = lease = fallback = None
     if probe:
         now = cache.clock()
         # Late verdicts are acted on for a call with freshness options; without, an entry
@@ -127,7 +133,25 @@ def call_flow(
                 return value if on_hit is None else on_hit(value)
         else:
             binding.misses.add()
+        # One computation per key: claim it, or wait for it (not for ttl=0: never stored, it
+        # runs on every call).
+        if binding.flights is not None and (ttl if ttl is not None else cache.default_ttl) != 0:
+            mark = stampede.claim(cache, binding, fkey, guard)
+            if mark is None:
+                try:
+                    boarded = yield from stampede.board(cache, binding, fkey, skey_fn, tags_fn, guard)
+                except BaseException as exc:  # the computation waited for raised (or the wait did)
+                    spare = _spare(cache, fallback, exc)
+                    if spare is not None:
+                        value = cache.stale(binding, spare)
+                        return value if on_hit is None else on_hit(value)
+                    _raised(binding, fallback)
+                    raise
+                if type(boarded) is not tuple:  # served by another caller's computation
+                    return boarded.value if on_hit is None else on_hit(boarded.value)
+                mark, lease = boarded
     pending = Pending(binding, fkey, None, tags_fn(), ttl, cache.epoch[0], cache.clock())
+    pending.mark, pending.lease = mark, lease
     if policy is not None:
         pending.policy = policy
     op = None if chains.compute is None else cache.describe("compute", binding, skey_fn(), pending.tags)
@@ -135,23 +159,18 @@ def call_flow(
         value = yield (COMPUTE, chains.compute, op, None)
     except BaseException as exc:
         inv.capture_end(pending.token)
+        stampede.land(pending, error=exc)  # its waiters get the exception (or look again)
         if fallback is not None:
             _failed(cache, binding, fkey, retry_gap(fallback, FALLBACK))
         elif retry is not None:
             binding.meter.refreshes.add()
             _failed(cache, binding, fkey, retry)
-        # Still within stale_if_error and never invalidated meanwhile: the stale value.
-        if (
-            fallback is not None
-            and isinstance(exc, Exception)
-            and cache.judge.verdict(fallback, cache.clock()) is FALLBACK
-        ):
-            value = cache.stale(binding, fallback)
+        spare = _spare(cache, fallback, exc)
+        if spare is not None:
+            value = cache.stale(binding, spare)
             return value if on_hit is None else on_hit(value)
         if probe:
-            if fallback is not None:
-                binding.misses.add()  # "miss" is misses - errors: the error needs its miss
-            binding.meter.errors.add()  # the call's outcome: error (see cacheplug.statistics)
+            _raised(binding, fallback)
         raise
     binding.meter.compute.record(cache.clock() - pending.start)
     if fallback is not None or retry is not None:
@@ -161,8 +180,31 @@ def call_flow(
             binding.meter.refreshes.add()
         binding.retries.pop(fkey, None)
     stored, result = (True, value) if keep is None else keep(pending, value)
-    yield from finish_flow(cache, pending, value, stored, skey_fn, force)
+    if lease is not None:  # a holder whose host lease was taken over stores nothing
+        stored = (yield (WAIT, stampede.fence, pending, None)) and stored
+    try:
+        entry = yield from finish_flow(cache, pending, value, stored, skey_fn, force)
+    except BaseException as exc:
+        stampede.land(pending, error=exc)
+        raise
+    stampede.land(pending, entry)
     return result
+
+
+def _spare(cache: Cache, fallback: Entry | None, exc: BaseException) -> Entry | None:
+    """The stale entry a call whose recomputation raised ``exc`` gets instead
+    (``stale_if_error``), or ``None``: only for an ``Exception``, while the entry is within
+    its window and was never invalidated meanwhile."""
+    if fallback is None or not isinstance(exc, Exception):
+        return None
+    return fallback if cache.judge.verdict(fallback, cache.clock()) is FALLBACK else None
+
+
+def _raised(binding: Binding, fallback: Entry | None) -> None:
+    """Count a call whose computation (its own, or the one it waited for) raised: ``error``."""
+    if fallback is not None:
+        binding.misses.add()  # "miss" is misses - errors: the error needs its miss
+    binding.meter.errors.add()  # the call's outcome: error (see cacheplug.statistics)
 
 
 def _failed(cache: Cache, binding: Binding, fkey: Hashable, gap: float) -> None:
@@ -283,6 +325,11 @@ def run(steps: Steps, func: Callable[..., Any] = bool, args: tuple[Any, ...] = (
                     answer = target(with_run(key, lambda: func(*args, **(kwargs or {}))))
             except BaseException as exc:
                 thrown = exc
+        elif kind is WAIT:
+            try:
+                answer = target(key)
+            except BaseException as exc:  # interrupted while waiting
+                thrown = exc
         elif kind is BACKGROUND:  # a refresh flow, run with the caller's function on the pool
             answer = target.submit(key, _background(entry, func, args, kwargs))
         else:  # CHAINED: the sub-flow is the terminal of a middleware chain
@@ -332,6 +379,11 @@ async def arun(
                     answer = await func(*args, **(kwargs or {}))
                 else:
                     answer = await target(with_run(key, lambda: func(*args, **(kwargs or {}))))
+            except BaseException as exc:
+                thrown = exc
+        elif kind is WAIT:
+            try:  # never on the event loop's thread: awaited, or waited in a worker thread
+                answer = await (entry(key) if entry is not None else asyncio.to_thread(target, key))
             except BaseException as exc:
                 thrown = exc
         elif kind is BACKGROUND:  # a refresh flow, run as a task of this loop
