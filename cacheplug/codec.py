@@ -288,10 +288,10 @@ class PickleCodec:
             payload = view[_HEADER:]
         try:
             record = pickle.loads(payload)
-            if len(record) == 7:
+            try:
                 value, created, expires, seq, tags, cost, incarnation = record
                 windows = None
-            else:
+            except ValueError:  # stored under freshness options: one more item, its windows
                 value, created, expires, seq, tags, cost, incarnation, windows = record
                 deadline, stale_until, error_until = windows
         except Exception as exc:

@@ -64,6 +64,7 @@ class Verdict(enum.Enum):
 
 FRESH, EXPIRED, INVALIDATED, UNKNOWN = Verdict.FRESH, Verdict.EXPIRED, Verdict.INVALIDATED, Verdict.UNKNOWN
 REFRESH, STALE, FALLBACK = Verdict.REFRESH, Verdict.STALE, Verdict.FALLBACK
+_BEFORE_ALL = float("-inf")
 # Verdicts the compute flow acts on beyond serving (a refresh, a stale value, a fallback).
 LATE = frozenset({REFRESH, STALE, FALLBACK})
 # Verdicts whose entry a tier keeps (its ttl plus its stale windows, unless invalidated).
@@ -110,7 +111,13 @@ class Judge:
             timely = self.lateness(entry, now)
             if timely is EXPIRED:
                 return EXPIRED
-        checked = self.valid(entry, shared)
+        if shared and entry.incarnation != self.versions.incarnation:
+            return INVALIDATED  # judged against a store that has been rebuilt since
+        if entry.created < self.cutoff:
+            return INVALIDATED
+        if entry.seq == self.epoch[0]:
+            return timely
+        checked = self.recheck(entry)
         return timely if checked is FRESH else checked
 
     def lateness(self, entry: Entry, now: float) -> Verdict:
@@ -136,13 +143,7 @@ class Judge:
 
     def valid(self, entry: Entry, shared: bool = False) -> Verdict:
         """``FRESH`` if nothing made ``entry`` invalid (expiry aside), else ``INVALIDATED`` or ``UNKNOWN``."""
-        if shared and entry.incarnation != self.versions.incarnation:
-            return INVALIDATED  # judged against a store that has been rebuilt since
-        if entry.created < self.cutoff:
-            return INVALIDATED
-        if entry.seq == self.epoch[0]:
-            return FRESH
-        return self.recheck(entry)
+        return self.verdict(entry, _BEFORE_ALL, shared)  # every entry is timely before all time
 
     def live(self, entry: Entry, now: float, shared: bool = False) -> bool:
         """Whether an entry's value is fresh (``FRESH`` or ``REFRESH``), without a draw."""
