@@ -285,6 +285,22 @@ TARGETS = [
         "#9",
     ),
     _T(
+        "commit of 100 ORM rows, collecting / untracked",
+        "sqla_commit.collecting",
+        "sqla_commit.bare",
+        "<=",
+        1.05,
+        "#10",
+    ),
+    _T(
+        "commit of 100 ORM rows, + invalidation / untracked",
+        "sqla_commit.invalidating",
+        "sqla_commit.bare",
+        "<=",
+        1.3,
+        "#10",
+    ),
+    _T(
         "invalidate 1M-entry tag vs diskcache evict 10k",
         "invalidate.million",
         "evict.10000",

@@ -106,6 +106,18 @@ def _service_unavailable(reason: str) -> None:
     pytest.skip(reason)
 
 
+def require_framework(module: str, extra: str = "dev") -> None:
+    """Skip the calling test module when ``module`` is not installed (fail with
+    CACHEPLUG_REQUIRE_SERVICES=1). Call it before importing the framework."""
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
+        reason = f"{module} is not installed: pip install 'cacheplug[{extra}]'"
+        if os.environ.get("CACHEPLUG_REQUIRE_SERVICES") == "1":
+            pytest.fail(f"{reason} (CACHEPLUG_REQUIRE_SERVICES=1 makes this a failure, not a skip)")
+        pytest.skip(reason, allow_module_level=True)
+
+
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
@@ -185,3 +197,53 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             drain.join(timeout=10)
         if proc.stdout is not None:
             proc.stdout.close()
+
+
+# The machine's PostgreSQL (trust auth, database ``test``), as an SQLAlchemy URL.
+POSTGRES_DEFAULT_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    """CACHEPLUG_TEST_POSTGRES_URL, else the local server; skip (fail with
+    CACHEPLUG_REQUIRE_SERVICES=1) when it cannot be reached. An SQLAlchemy URL (psycopg 3)."""
+    given = os.environ.get("CACHEPLUG_TEST_POSTGRES_URL") or POSTGRES_DEFAULT_URL
+    try:
+        import sqlalchemy
+    except ImportError:
+        _service_unavailable("SQLAlchemy is not installed: pip install 'cacheplug[dev]'")
+    parsed = sqlalchemy.engine.make_url(given.replace("postgres://", "postgresql://", 1))
+    if parsed.drivername == "postgresql":  # a libpq URL (as Django's settings take it): psycopg 3
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    url = parsed.render_as_string(hide_password=False)
+    try:
+        engine = sqlalchemy.create_engine(url, connect_args={"connect_timeout": 5})
+        try:
+            with engine.connect() as conn:
+                conn.execute(sqlalchemy.text("SELECT 1"))
+        finally:
+            engine.dispose()
+    except Exception as exc:
+        _service_unavailable(
+            f"no PostgreSQL at {url} ({exc.__class__.__name__}: {exc}); set CACHEPLUG_TEST_POSTGRES_URL"
+        )
+    return url
+
+
+@pytest.fixture(scope="session")
+def postgres_schema(postgres_url: str) -> Iterator[str]:
+    """A schema of this test session's own in the test database, dropped (only it) at the end."""
+    import uuid
+
+    import sqlalchemy
+
+    schema = f"cacheplug_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    engine = sqlalchemy.create_engine(postgres_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(sqlalchemy.text(f'CREATE SCHEMA "{schema}"'))
+        yield schema
+    finally:
+        with engine.begin() as conn:
+            conn.execute(sqlalchemy.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        engine.dispose()

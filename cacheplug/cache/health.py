@@ -6,7 +6,9 @@ against, or a new in-process store. Caches that share a tier share its store: bu
 cache that would judge a tier's entries against another store is a ``ConfigurationError``.
 
 Degraded modes. While the store cannot be read, nothing cached may be served (``blind()``;
-``degraded`` says why) and opening it is retried every ``RETRY_INTERVAL`` seconds. The store's
+``degraded`` says why) and opening it is retried every ``RETRY_INTERVAL`` seconds. While an
+invalidation that could not be recorded is owed, the watcher retries it as often
+(``cacheplug.cache.invalidating``). The store's
 watcher ticks about once a second: a deleted or replaced directory makes the store and the
 disk tier reopen, and the entries this process judged against the old store are dropped
 from memory (:meth:`Health.renew`).
@@ -94,6 +96,7 @@ class Health:
         # Set (with the reason) while the host's invalidations cannot be read.
         self.degraded: str | None = None
         self._retry_at = 0.0
+        self._settle_at = 0.0  # when the watcher next retries the owed invalidations
 
     def open(self) -> Versions:
         """The version store, or a blind one (and ``degraded`` set) when it cannot be read."""
@@ -137,12 +140,17 @@ class Health:
                 self.renew()
 
     def on_tick(self, reopened: bool) -> None:
-        """The version store's watcher, about once a second: notice replaced storage."""
+        """The version store's watcher, about once a second: notice replaced storage, and
+        retry recording the invalidations this process owes the host (every ``RETRY_INTERVAL``)."""
         for tier in self._shared:
             if isinstance(tier, SelfChecking):
                 reopened = bool(tier.check()) or reopened
         if reopened:
             self.renew()
+        cache = self._cache
+        if cache.judge.owed and time.monotonic() >= self._settle_at:
+            self._settle_at = time.monotonic() + RETRY_INTERVAL
+            cache.invalidator.settle()
 
     def renew(self) -> None:
         """Forget every judgement made against the version store as it was.

@@ -7,13 +7,18 @@ applied now: the version store records it for every process of the host (one bum
 ``invalidated`` signal is sent with the user's tags and keys.
 
 Fails closed: when the bump cannot be recorded, this process stops serving anything older
-than now (memory is emptied; older entries read from a shared tier are stale), then
-:class:`~cacheplug.errors.InvalidationError` is raised.
+than now (memory is emptied) and reads no shared tier until the bump is recorded (other
+processes never heard of it, and may store values computed from what it made stale there),
+then :class:`~cacheplug.errors.InvalidationError` is raised. The bump is *owed*: the next
+invalidation of any cache over the same version store records it too, and the store's
+watcher retries it every ``RETRY_INTERVAL`` seconds (:meth:`Invalidator.settle`); once it is
+recorded every process of the host has seen it, and the shared tiers are read again.
 """
 
 from __future__ import annotations
 
 import builtins
+import logging
 from collections.abc import Callable, Hashable, Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +29,7 @@ from ..errors import ConfigurationError, InvalidationError
 from . import lifecycle
 from .calls import Binding, Tally
 from .flow import arun
+from .health import RETRY_INTERVAL
 from .naming import split_tags
 from .steps import CHAINED, RECORD, sync_twin
 from .tiering import Steps
@@ -32,6 +38,8 @@ if TYPE_CHECKING:
     from .facade import Cache
 
 __all__ = ["Invalidator", "check_keys", "check_tags", "split_tags"]
+
+log = logging.getLogger("cacheplug")
 
 
 def check_tags(tags: Iterable[str]) -> tuple[str, ...]:
@@ -82,7 +90,8 @@ class Invalidator:
         self.rules.append(rule)
 
     def write_tags(self, entity: str, id: Any = None) -> list[str]:
-        return inv.write_tags(entity, id, [*state.RULES, *self.rules])
+        rules = state.RULES
+        return inv.write_tags(entity, id, [*rules, *self.rules] if self.rules else rules)
 
     def request(self, tags: builtins.set[str], keys: builtins.set[str]) -> bool:
         """Apply an invalidation now, or hand it to the enclosing batch or the debouncer.
@@ -129,16 +138,19 @@ class Invalidator:
         version_tags = inv.expand(tags)
         version_tags.update(inv.key_tag(k) for k in keys)
         if record:
+            owed = frozenset(cache.judge.owed)
             try:
                 if cache.degraded is not None:
                     raise InvalidationError(
                         f"cannot record an invalidation: {cache.degraded}; other processes may still "
                         f"serve the old values — fix the cache directory, then invalidate again"
                     )
-                yield (RECORD, cache.versions, version_tags, None)
+                yield (RECORD, cache.versions, version_tags | owed, None)
             except InvalidationError:
-                self.drop_locally(keys)
+                self.drop_locally(keys, version_tags)
                 raise
+            if owed:
+                self.settled(owed)
         self.count.add()
         direct = cache.direct
         for skey in keys:
@@ -163,19 +175,56 @@ class Invalidator:
             cache.tiering.forget_now(binding, fkey, ())
         return existed
 
-    def drop_locally(self, keys: builtins.set[str]) -> None:
+    def drop_locally(self, keys: builtins.set[str], version_tags: Iterable[str] = ()) -> None:
         """Fail closed in this process when an invalidation could not be recorded for the others.
 
         Every open cache of the process over the same version store stops serving anything
-        created (or computed from reads made) before now: its memory is emptied and older
-        entries read from a shared tier are stale.
+        created (or computed from reads made) before now: its memory is emptied, and it reads
+        no shared tier until ``version_tags`` are recorded (it owes them; see :meth:`settle`).
         """
         cache = self._cache
-        for other in {cache, *(c for c in lifecycle.open_caches() if c.versions is cache.versions)}:
+        version_tags = builtins.set(version_tags)
+        if version_tags and not cache.judge.owed and cache.tiering.lower:
+            log.error(
+                "cacheplug: an invalidation could not be recorded for the other processes; this "
+                "process reads no shared tier until it is (retried at the next invalidation and "
+                "every %.0f s)",
+                RETRY_INTERVAL,
+            )
+        for other in self._same_store():
             other.judge.cutoff = other.clock()
+            other.judge.owed.update(version_tags)
             other.bindings.drop_shelves()
         for skey in keys:
             cache.tiering.forget_now(cache.direct, skey, (skey,))
+
+    def settle(self) -> bool:
+        """Record the invalidations this process owes the host; True once none is owed.
+
+        Called by the version store's watcher (``cacheplug.cache.health``) every
+        ``RETRY_INTERVAL`` seconds while some are owed; any later invalidation records them too.
+        """
+        cache = self._cache
+        owed = frozenset(cache.judge.owed)
+        if not owed:
+            return True
+        try:
+            cache.versions.bump(owed)
+        except InvalidationError:
+            return False
+        self.settled(owed)
+        return not cache.judge.owed
+
+    def settled(self, owed: frozenset[str]) -> None:
+        """``owed`` is recorded for the host: the caches over this store read shared tiers again."""
+        for other in self._same_store():
+            other.judge.owed.difference_update(owed)
+        if not self._cache.judge.owed:
+            log.warning("cacheplug: the owed invalidations are recorded; reading shared tiers again")
+
+    def _same_store(self) -> builtins.set[Cache]:
+        cache = self._cache
+        return {cache, *(c for c in lifecycle.open_caches() if c.versions is cache.versions)}
 
 
 for _name in ("apply_steps", "record"):

@@ -5,6 +5,9 @@ tier, and returns a :class:`Verdict`. An entry is fresh while it has not expired
 cache's clock, it was judged against this incarnation of the version store (shared tiers),
 it is not older than the cache's cutoff (set when an invalidation could not be recorded) and
 no tag it carries was invalidated after the sequence number ``seq`` it was last checked at.
+While an invalidation is *owed* (it could not be recorded: :attr:`Judge.owed`), nothing is
+read from a shared tier at all (``cacheplug.cache.tiering``): other processes, which never
+heard of it, may have stored values computed from what it made stale.
 
 Freshness policies (``stale_ttl=``, ``stale_if_error=``, ``early_refresh=``) are judged here
 too, from the entry alone (its windows travel with it through every tier), in two halves:
@@ -88,6 +91,9 @@ class Judge:
         self.epoch: list[int] = versions.epoch
         # Entries created before this (cache clock) are never fresh in this process.
         self.cutoff = float("-inf")
+        # Version tags of invalidations this process could not record for the host: until
+        # they are, no shared tier is read (see cacheplug.cache.invalidating).
+        self.owed: set[str] = set()
         self._skey_of = skey_of
         self._on_fault = on_fault
 

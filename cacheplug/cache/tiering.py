@@ -3,7 +3,9 @@
 A read looks in the function's memory shelf, then walks the shared tiers top-down; the
 first entry the judge finds fresh wins and is copied into the tiers above it. For a compute
 flow, an entry the judge finds servable late (``REFRESH``, ``STALE``, ``FALLBACK``) is
-found too, with its verdict; every tier keeps an entry for its ttl plus its stale windows. A store
+found too, with its verdict; every tier keeps an entry for its ttl plus its stale windows.
+While the judge owes the host an invalidation (one that could not be recorded), the shared
+tiers are not read: what other processes stored there may be stale. A store
 writes the memory shelf at once (a fill never replaces a fresh entry stored meanwhile; a
 refresh or ``set`` does) and then every shared tier, after the no-stale-set check: a value
 whose computation raced an invalidation of anything it was computed from is not stored.
@@ -152,6 +154,8 @@ class Tiering:
     ) -> Steps:
         """The fresh entry from the tiers below memory, promoted upward, or ``MISS``
         (``late``: as for :meth:`probe`; an entry the judge does not keep is deleted)."""
+        if self.judge.owed:
+            return MISS
         verdict, started = self.judge.verdict, self.timer()
         for i, tier in enumerate(self.lower):
             found = yield (GET, tier, skey, None)
@@ -192,7 +196,7 @@ class Tiering:
         entry = binding.shelf.get(fkey)
         if entry is not None and self.judge.live(entry, now):
             return entry
-        for tier in self.lower if not binding.local else ():
+        for tier in self.lower if not binding.local and not self.judge.owed else ():
             found = yield (GET, tier, skey, None)
             if found is not MISS and self.judge.live(found, now, True):
                 return found
