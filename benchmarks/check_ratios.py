@@ -125,6 +125,22 @@ TARGETS = [
         1.10,
         "#9",
     ),
+    _T(
+        "memory hit far from expiry, early_refresh / off",
+        "fresh_hit.early_refresh",
+        "fresh_hit.off",
+        "<=",
+        1.05,
+        "#9",
+    ),
+    _T(
+        "memory hit, stale_ttl + stale_if_error / off",
+        "fresh_hit.stale_options",
+        "fresh_hit.off",
+        "<=",
+        1.05,
+        "#9",
+    ),
     _T("disk hit vs diskcache get", "disk_hit.cacheplug", "disk_hit.diskcache_get", "<=", 1.3, "#2"),
     _T(
         "miss, store memory+disk vs diskcache set",

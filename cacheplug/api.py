@@ -91,10 +91,22 @@ def get_or_compute(
     *,
     lock: str | None = None,
     lock_timeout: float = 30.0,
+    stale_ttl: Any = None,
+    stale_if_error: Any = None,
+    early_refresh: bool | float = False,
 ) -> T:
-    """:meth:`Cache.get_or_compute` on the default cache."""
+    """:meth:`Cache.get_or_compute` on the default cache (the freshness options included)."""
     return get_cache().get_or_compute(
-        key, compute, ttl=ttl, tags=tags, depends_on=depends_on, lock=lock, lock_timeout=lock_timeout
+        key,
+        compute,
+        ttl=ttl,
+        tags=tags,
+        depends_on=depends_on,
+        lock=lock,
+        lock_timeout=lock_timeout,
+        stale_ttl=stale_ttl,
+        stale_if_error=stale_if_error,
+        early_refresh=early_refresh,
     )
 
 

@@ -4,7 +4,10 @@ Every serialized entry starts with a four-byte header: the magic ``CP``, the for
 version and the kind (``p`` plain, ``s`` signed). A signed entry then carries the signing
 secret's id (8 bytes) and an HMAC-SHA256 (32 bytes) over the header, the secret id, the
 key (which starts with the cache's namespace) and the whole payload (value, expiry,
-version numbers and incarnation, tags). The payload is a pickle.
+version numbers and incarnation, tags). The payload is a pickle of ``(value, created,
+expires, seq, tags, cost, incarnation)``, with an eighth item ``(deadline, stale_until,
+error_until)`` only for an entry with freshness windows (``stale_ttl=``,
+``stale_if_error=``, ``early_refresh=``), so that another process judges it alike.
 
 Guarantees:
 
@@ -36,7 +39,7 @@ import pickle
 from collections.abc import Sequence
 from typing import Any, ClassVar, Final, Protocol, runtime_checkable
 
-from .envelope import Entry
+from .envelope import Entry, PolicyEntry
 from .errors import ConfigurationError, SerializationError
 
 __all__ = [
@@ -108,11 +111,13 @@ class Codec(Protocol):
 
     ``loads(data, key)`` rebuilds the :class:`~cacheplug.Entry` stored under ``key``, with
     every field the codec was given (value, ``created``, ``expires``, ``seq``, ``tags``,
-    ``cost``, ``incarnation``) and ``skey=key``. Data it cannot or must not read raises
-    :class:`CorruptEntryError` (damaged: the tier deletes the row and counts it as
-    *corrupt*), :class:`TamperedEntryError` (a bad or missing signature: deleted, counted
-    as *tampered*) or :class:`ForeignEntryError` (another format or release's: counted as
-    *foreign* and left in place). Nothing it reads may run code before it is verified.
+    ``cost``, ``incarnation``, and the freshness windows of ``Entry.windows()`` where it
+    has them: ``deadline``, ``stale_until``, ``error_until``) and ``skey=key``. Data it
+    cannot or must not read raises :class:`CorruptEntryError` (damaged: the tier deletes
+    the row and counts it as *corrupt*), :class:`TamperedEntryError` (a bad or missing
+    signature: deleted, counted as *tampered*) or :class:`ForeignEntryError` (another
+    format or release's: counted as *foreign* and left in place). Nothing it reads may run
+    code before it is verified.
 
     ``signed`` is true only when ``loads`` verifies a signature made with a secret before
     it deserializes anything. A tier then accepts a folder that others can write to;
@@ -230,7 +235,8 @@ class PickleCodec:
 
     def dumps(self, entry: Entry, key: str) -> bytes:
         """Serialize ``entry`` stored under ``key``; :class:`SerializationError` if it can't be."""
-        record = (
+        windows = entry.windows()
+        record: tuple[Any, ...] = (
             entry.value,
             entry.created,
             entry.expires,
@@ -239,6 +245,8 @@ class PickleCodec:
             entry.cost,
             entry.incarnation,
         )
+        if windows is not None:
+            record += (windows,)
         try:
             payload = pickle.dumps(record, protocol=_PICKLE_PROTOCOL)
         except Exception as exc:
@@ -279,13 +287,25 @@ class PickleCodec:
         else:
             payload = view[_HEADER:]
         try:
-            value, created, expires, seq, tags, cost, incarnation = pickle.loads(payload)
+            record = pickle.loads(payload)
+            try:
+                value, created, expires, seq, tags, cost, incarnation = record
+                windows = None
+            except ValueError:  # stored under freshness options: one more item, its windows
+                value, created, expires, seq, tags, cost, incarnation, windows = record
+                deadline, stale_until, error_until = windows
         except Exception as exc:
             raise CorruptEntryError(f"stored entry cannot be read back: {exc!r}") from exc
         # Built field by field: this runs on every read from a shared tier.
-        entry = _new_entry(Entry)
+        if windows is None:
+            entry = _new_entry(Entry)
+            entry.deadline = _NEVER if expires is None else expires  # ``expires`` derives from it
+        else:  # stored under freshness options: its expiry apart from its deadline
+            policy: PolicyEntry = _new_entry(PolicyEntry)
+            policy.expiry = _NEVER if expires is None else expires
+            policy.deadline, policy.stale_until, policy.error_until = deadline, stale_until, error_until
+            entry = policy
         entry.value, entry.created, entry.seq, entry.tags = value, created, seq, tags
-        entry.deadline = _NEVER if expires is None else expires  # ``expires`` derives from it
         entry.cost, entry.skey, entry.incarnation = cost, key, incarnation
         entry.shelf, entry.fkey, entry.ref, entry.hits = None, None, False, 0
         return entry

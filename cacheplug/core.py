@@ -30,6 +30,7 @@ from . import defaults, settings, state, warmcalls
 from . import invalidation as inv
 from .cache import Cache, stampede
 from .cache.calls import Binding, _ttl_seconds
+from .cache.freshness import freshness
 from .cache.lifecycle import on_unbind
 from .errors import ConfigurationError
 from .fastpath import _EMPTY, _NO_EPOCH, _UNCOUNTED, lean_cells, meter_cells
@@ -84,6 +85,9 @@ class _CoreBase:
         copy: bool,
         lock: str | None = None,
         lock_timeout: float = stampede.DEFAULT_LOCK_TIMEOUT,
+        stale_ttl: Any = None,
+        stale_if_error: Any = None,
+        early_refresh: Any = False,
     ) -> None:
         func = wrapped.__func__ if isinstance(wrapped, (classmethod, staticmethod)) else wrapped
         settings.check_environment(stacklevel=5)  # the warning points at the decorated def
@@ -111,6 +115,10 @@ class _CoreBase:
         params = self.sig.parameters
         self.names = tuple(params)
         self.ttl = _ttl_seconds(ttl, "@cached ttl")
+        # stale_ttl=, stale_if_error=, early_refresh= (None: none of them): stamped on every
+        # entry the function stores; its misses then take the compute flow, which acts on
+        # the judge's late verdicts (cacheplug.cache.freshness).
+        self.freshness = freshness(stale_ttl, stale_if_error, early_refresh, self.ttl, "@cached")
         if key is not None and not callable(key):
             raise ConfigurationError(
                 f"@cached key= must be a callable returning the key material, got {key!r}"

@@ -19,11 +19,13 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Callable, Iterable, Mapping
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Concatenate, Literal, ParamSpec, Protocol, TypeVar, overload
 
 from . import state
 from .cache import Cache
 from .cache.calls import _ttl_seconds
+from .cache.freshness import freshness
 from .cache.stampede import check_lock
 from .drivers import _Core as _Core
 from .fastpath import make_call
@@ -106,6 +108,9 @@ def cached(
     copy: bool = False,
     lock: Literal["host"] | None = None,
     lock_timeout: float = 30.0,
+    stale_ttl: float | timedelta | None = None,
+    stale_if_error: float | timedelta | None = None,
+    early_refresh: bool | float = False,
 ) -> _Decorator: ...
 
 
@@ -125,6 +130,9 @@ def cached(
     copy: bool = False,
     lock: Literal["host"] | None = None,
     lock_timeout: float = 30.0,
+    stale_ttl: float | timedelta | None = None,
+    stale_if_error: float | timedelta | None = None,
+    early_refresh: bool | float = False,
 ) -> Any:
     """Cache a function's results: ``@cached`` or ``@cached(ttl, tags=..., ...)``.
 
@@ -153,6 +161,17 @@ def cached(
             ``"host"``: in every process of the host too (a lease beside the disk tier).
         lock_timeout: seconds a computation may hold its key (default 30) before a waiting
             caller takes over; with ``lock="host"``, the lease.
+        stale_ttl: seconds after expiry during which the stale value is served, without
+            waiting, while one background refresh recomputes it.
+        stale_if_error: seconds after expiry during which the stale value is served when
+            recomputing it raises an ``Exception`` (retried at most every
+            ``min(1 s, stale_if_error / 10)``, not on every call); after them it raises.
+        early_refresh: ``True`` (β = 1) or a number β > 0: recompute a hot entry in the
+            background before it expires, by XFetch (``now - δ·β·ln(rand()) >= expiry``,
+            δ: the computation's duration on the cache's clock).
+
+    An invalidated entry is never served stale: ``stale_ttl`` and ``stale_if_error`` cover
+    expiry and errors, not invalidation. See docs/guide/freshness.md.
     """
     options = dict(
         ttl=None,
@@ -169,11 +188,15 @@ def cached(
         copy=copy,
         lock=lock,
         lock_timeout=lock_timeout,
+        stale_ttl=stale_ttl,
+        stale_if_error=stale_if_error,
+        early_refresh=early_refresh,
     )
     if (callable(ttl) and not isinstance(ttl, (int, float))) or isinstance(ttl, (classmethod, staticmethod)):
         return _wrap(ttl, options)
     options["ttl"] = ttl
-    _ttl_seconds(ttl, "@cached ttl")  # fail at decoration time, before the function exists
+    # Fail at decoration time, before the function exists.
+    freshness(stale_ttl, stale_if_error, early_refresh, _ttl_seconds(ttl, "@cached ttl"), "@cached")
     check_lock(lock, lock_timeout, "@cached")
 
     def decorate(func: Any) -> Any:

@@ -204,9 +204,12 @@ class _Core(_CoreBase):
             or bound[0] is not self.holder[0]
             or not bound[0].chains.quiet_miss
             or self.guard.host
+            or self.freshness is not None
         ):
             # Not bound to the current cache (the general path binds on the way), middleware
-            # observes the miss, or it takes a host lease: the general flow runs it.
+            # observes the miss, it takes a host lease, or the function has freshness options
+            # (the flow acts on an entry past its deadline: a refresh ahead, a stale value):
+            # the general flow runs it.
             return self.call(self.func, args, {}, args)
         cache, binding = bound
         skey = None

@@ -8,6 +8,14 @@ restarts its numbers under a new id). An entry is fresh while no tag it carries 
 invalidated after ``seq`` (see ``cacheplug.versions``). A miss is the :data:`MISS`
 sentinel, never ``None``.
 
+Freshness options (``stale_ttl=``, ``stale_if_error=``, ``early_refresh=``; judged by
+``cacheplug.cache.judge``) cost a plain entry nothing: its ``deadline`` is its expiry, and
+its stale windows are the class's ``-inf``. An entry stored under them is a
+:class:`PolicyEntry`, which keeps its expiry apart (``expiry``) so that ``deadline`` can be
+XFetch's ``refresh_from = expiry - 10·δ·β`` (the moment until which a hit needs no further
+thought; the judge reads ``δ·β`` back as ``(expiry - deadline) / 10``), and has its stale
+windows (``stale_until``, ``error_until``).
+
 Turning entries into bytes for the shared tiers (format version, signing) is the codec's
 job: see ``cacheplug.codec``.
 """
@@ -16,9 +24,10 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-__all__ = ["MISS", "Entry"]
+__all__ = ["MISS", "Entry", "PolicyEntry"]
 
 _NEVER = float("inf")
+_NO_WINDOW = float("-inf")
 _EMPTY: tuple[str, ...] = ()
 
 
@@ -43,7 +52,16 @@ class Entry:
     the hits counted since the usage learner last read them (only a cache that learns,
     ``Cache(learn=True)``, counts them). An entry just read from a shared tier names it in
     ``tier`` (unset otherwise).
+
+    ``stale_until`` and ``error_until``: until when the entry may be served after its
+    expiry while it is refreshed (``stale_ttl``) or when recomputing it fails
+    (``stale_if_error``); ``-inf`` here, set on a :class:`PolicyEntry`.
     """
+
+    # Class attributes, not slots: a plain entry has no stale window and stores none (the
+    # memory tier's bytes per entry stay what they were). PolicyEntry's slots shadow them.
+    stale_until: float = _NO_WINDOW
+    error_until: float = _NO_WINDOW
 
     # ``expires`` is derived from ``deadline`` (a property, not a slot): one slot fewer pays
     # for ``hits``, so an entry costs the same bytes as before it had one.
@@ -111,8 +129,8 @@ class Entry:
         return None if self.expires is None else self.expires - now
 
     def copy_for(self, skey: str | None = None) -> Entry:
-        """A detached copy (same payload) to place in another tier or shelf."""
-        copy = Entry(
+        """A detached copy (same payload and freshness windows) to place in another tier or shelf."""
+        copy = type(self)(
             self.value,
             self.created,
             self.expires,
@@ -123,7 +141,44 @@ class Entry:
             self.incarnation,
         )
         copy.cost = self.cost
+        if isinstance(copy, PolicyEntry):
+            copy.deadline, copy.stale_until, copy.error_until = (
+                self.deadline,
+                self.stale_until,
+                self.error_until,
+            )
         return copy
+
+    def windows(self) -> tuple[float, float, float] | None:
+        """``(deadline, stale_until, error_until)`` of an entry stored under freshness options
+        (what a shared tier keeps, for another process to judge it alike), else ``None``."""
+        return None
 
     def __repr__(self) -> str:
         return f"Entry(value={self.value!r}, expires={self.expires!r}, seq={self.seq}, tags={self.tags!r})"
+
+
+class PolicyEntry(Entry):
+    """An entry stored under freshness options: its ``expiry`` apart from its ``deadline``
+    (``refresh_from`` with ``early_refresh``), and its stale windows ``stale_until``
+    (``stale_ttl``) and ``error_until`` (``stale_if_error``), all on the cache's clock."""
+
+    __slots__ = ("error_until", "expiry", "stale_until")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.expiry = self.deadline
+        self.stale_until = self.error_until = _NO_WINDOW
+
+    @property
+    def expires(self) -> float | None:
+        """When the entry expires, by the cache's clock (``None``: never)."""
+        expiry = self.expiry
+        return None if expiry == _NEVER else expiry
+
+    @expires.setter
+    def expires(self, expires: float | None) -> None:
+        self.expiry = self.deadline = _NEVER if expires is None else expires
+
+    def windows(self) -> tuple[float, float, float] | None:
+        return (self.deadline, self.stale_until, self.error_until)

@@ -10,6 +10,11 @@ functions read (the shelf, the epoch, the clock...) are globals of their own nam
 rebound when the function binds to a cache: a global costs only where it is read, while
 every call copies each closure cell it uses into its frame.
 
+Freshness options change nothing here: an entry recomputed ahead of expiry has its
+``deadline`` at ``refresh_from`` (so a hit far from expiry is the same comparison), and a
+function with any of them sends every call the probe does not serve (a miss, or an entry
+past its deadline) through the compute flow, which asks the judge.
+
 A memory-only miss is inlined (``_LEAN_MISS``): compute, then one entry and one store.
 Otherwise, on a miss the generated ``__call__`` asks the core to look in the shared tiers and start
 the computation (``miss_begin``), calls the user's function itself and hands the value to
@@ -278,7 +283,8 @@ def lean_cells(core: _CoreBase, cache: Cache, binding: Binding) -> tuple[Any, ..
     """What the inlined memory-only miss (``_LEAN_MISS``) needs, or ``None`` where it must not run.
 
     It runs for a memory-only cache whose misses no middleware observes, for a function
-    without tag templates or ``cache_if``, whose entries are stored (ttl not 0).
+    without tag templates, ``cache_if`` or freshness options (the compute flow acts on those
+    entries past their deadline), whose entries are stored (ttl not 0).
     """
     ttl = core.ttl if core.ttl is not None else cache.default_ttl
     memory = cache.memory
@@ -288,6 +294,7 @@ def lean_cells(core: _CoreBase, cache: Cache, binding: Binding) -> tuple[Any, ..
         or not cache.chains.quiet_miss
         or not core.untagged
         or core.cache_if is not None
+        or core.freshness is not None
         or ttl == 0
     ):
         return None

@@ -10,6 +10,8 @@ Outcomes: every call of a cached function ends in exactly one of ``hit`` (served
 tier), ``miss`` (computed, returned), ``stale`` (a stale value served), ``coalesced`` (it
 waited for another caller's computation and got its value) or ``error`` (the call raised).
 Their counts sum to the calls made. Counters are exact across threads.
+Besides the outcomes, ``refreshes`` and ``refresh_errors`` count the work done off the
+callers' path to keep values fresh (see :class:`FunctionStats`); they are not calls.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ OUTCOMES = ("hit", "miss", "stale", "coalesced", "error")
 """The outcomes of a call, each counted once per call."""
 
 _NO_LATENCY = Latency()
+# The counts of a FunctionStats: the outcomes, then the background work.
+_FUNCTION_COUNTS = ("hits", "misses", "stale", "coalesced", "errors", "refreshes", "refresh_errors")
 
 
 def _rate(hits: int, calls: int) -> float:
@@ -40,6 +44,9 @@ class FunctionStats:
     computed and returned; ``stale``: calls served a stale value; ``coalesced``: calls that
     waited for another caller's computation and got its value; ``errors``: calls that raised
     (their computation, or the one they waited for, raised).
+    ``refreshes``: background refreshes run (``stale_ttl``, ``early_refresh``);
+    ``refresh_errors``: recomputations that raised while the stale value stayed served
+    (failed background refreshes and failed ``stale_if_error`` retries); neither is a call.
     ``compute``: the computations' durations (every one). ``hit_latency``: per tier, the
     durations of hits (every shared-tier hit; 1 in 64 memory hits, sampled by the hit
     counter). Durations are in seconds, by ``time.perf_counter`` (or the cache's clock when
@@ -52,6 +59,8 @@ class FunctionStats:
     stale: int = 0
     coalesced: int = 0
     errors: int = 0
+    refreshes: int = 0
+    refresh_errors: int = 0
     tier_hits: Mapping[str, int] = field(default_factory=dict)
     compute: Latency = _NO_LATENCY
     hit_latency: Mapping[str, Latency] = field(default_factory=dict)
@@ -81,6 +90,8 @@ class FunctionStats:
             stale=self.stale + other.stale,
             coalesced=self.coalesced + other.coalesced,
             errors=self.errors + other.errors,
+            refreshes=self.refreshes + other.refreshes,
+            refresh_errors=self.refresh_errors + other.refresh_errors,
             tier_hits=_summed(self.tier_hits, other.tier_hits),
             compute=self.compute.plus(other.compute),
             hit_latency={
@@ -98,6 +109,8 @@ class FunctionStats:
             stale=max(self.stale - earlier.stale, 0),
             coalesced=max(self.coalesced - earlier.coalesced, 0),
             errors=max(self.errors - earlier.errors, 0),
+            refreshes=max(self.refreshes - earlier.refreshes, 0),
+            refresh_errors=max(self.refresh_errors - earlier.refresh_errors, 0),
             tier_hits={t: max(n - earlier.tier_hits.get(t, 0), 0) for t, n in self.tier_hits.items()},
             compute=self.compute.minus(earlier.compute),
             hit_latency={
@@ -110,7 +123,7 @@ class FunctionStats:
         """A JSON-ready form."""
         return {
             "name": self.name,
-            **{name: getattr(self, name) for name in ("hits", "misses", "stale", "coalesced", "errors")},
+            **{name: getattr(self, name) for name in _FUNCTION_COUNTS},
             "calls": self.calls,
             "hit_rate": self.hit_rate,
             "tier_hits": dict(self.tier_hits),
@@ -123,7 +136,7 @@ class FunctionStats:
         """Read back :meth:`to_dict`'s form; ``ValueError`` when it is malformed."""
         return cls(
             name=_name(data, "function"),
-            **{name: _count(data, name) for name in ("hits", "misses", "stale", "coalesced", "errors")},
+            **{name: _count(data, name) for name in _FUNCTION_COUNTS},
             tier_hits={str(k): _nonnegative(v, k) for k, v in _mapping(data, "tier_hits").items()},
             compute=Latency.from_dict(_mapping(data, "compute")),
             hit_latency={str(k): Latency.from_dict(v) for k, v in _mapping(data, "hit_latency").items()},
@@ -173,8 +186,9 @@ class CacheStats(Mapping[str, Any]):
     """A snapshot of a cache's counters.
 
     Totals over every function (and the direct ``Cache`` API): ``hits``, ``misses``,
-    ``stale``, ``coalesced``, ``errors`` (the outcomes, as in :class:`FunctionStats`) and
-    ``hit_rate``; ``tier_hits``: hits by tier name. ``entries`` and ``evictions``: the
+    ``stale``, ``coalesced``, ``errors`` (the outcomes, as in :class:`FunctionStats`),
+    ``hit_rate``, ``refreshes`` and ``refresh_errors`` (as in :class:`FunctionStats`);
+    ``tier_hits``: hits by tier name. ``entries`` and ``evictions``: the
     memory tier's. ``faults``: tier faults by ``"<tier>.<operation>"`` (``"lock.<operation>"``:
     the host lease store). ``stale_sets``: stores refused because the value was computed
     before an invalidation, or by a host-lease holder that was taken over; ``degraded``: why
@@ -195,6 +209,8 @@ class CacheStats(Mapping[str, Any]):
     coalesced: int = 0
     errors: int = 0
     hit_rate: float = 0.0
+    refreshes: int = 0
+    refresh_errors: int = 0
     tier_hits: Mapping[str, int] = field(default_factory=dict)
     entries: int = 0
     evictions: int = 0
@@ -269,6 +285,8 @@ SUMMED_COUNTS = (
     "stale",
     "coalesced",
     "errors",
+    "refreshes",
+    "refresh_errors",
     "entries",
     "evictions",
     "stale_sets",

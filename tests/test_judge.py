@@ -6,12 +6,20 @@ store), then asks the judge (``cache.judge.verdict`` and ``cache.live``, on a de
 twin of the entry so that the question changes nothing) and makes the same call through
 the generated fast path of ``@cached def f(a: int, b: str)``. They must agree: the verdict
 is ``FRESH`` exactly when the call is a hit (the function is not called).
+
+With freshness options (``stale_ttl=``, ``stale_if_error=``, ``early_refresh=``) the call
+is served without computing exactly when the verdict is ``FRESH``, ``REFRESH`` or
+``STALE``, and one background refresh follows exactly for ``REFRESH`` and ``STALE``; the
+fast path serves alone what is fresh before its deadline (``refresh_from``). The XFetch
+draw is scripted (``Cache(random=...)``) and the computation takes ``compute`` seconds of
+the fake clock, so ``δ`` is known.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +46,7 @@ class World:
     path: Path
     store: HostVersions | None = None
     calls: list[tuple[int, str]] = field(default_factory=list)
+    background: list[tuple[int, str]] = field(default_factory=list)  # computed off the caller's thread
     f: Any = None
     inner: Any = None
     other: Cache | None = None  # another cache over the same MemoryTier (shared storage)
@@ -54,8 +63,9 @@ class World:
         return found
 
 
-def _define(world: World, captures: bool) -> None:
-    calls = world.calls
+def _define(world: World, case: Case) -> None:
+    calls, background, clock = world.calls, world.background, world.clock
+    captures, options, compute = case.captures, case.options, case.compute
     # Over two caches, the functions run in the current one (cacheplug.configure).
     cache = world.cache if world.other is None else None
     inner = None
@@ -65,11 +75,13 @@ def _define(world: World, captures: bool) -> None:
         def inner(a: int) -> int:
             return a * 100
 
-    @cached(cache=cache, ttl=TTL, tags=["item:{a}"])
+    @cached(cache=cache, ttl=TTL, tags=["item:{a}"], **options)
     def f(a: int, b: str) -> tuple[int, str, int]:
-        calls.append((a, b))
+        main = threading.current_thread() is threading.main_thread()
+        (calls if main else background).append((a, b))
+        clock.advance(compute)
         extra = inner(a) if inner is not None else 0
-        return (a, b, len(calls) + extra)
+        return (a, b, len(calls) + len(background) + extra)
 
     world.f, world.inner = f, inner
 
@@ -155,6 +167,24 @@ def _captured_dependency_after_priming(world: World) -> None:
     _captured_dependency(world)
 
 
+def _later(seconds: float, then: Callable[[World], None] = _nothing) -> Callable[[World], None]:
+    """Do ``then``, then move the clock ``seconds`` past the entry's creation."""
+
+    def arrange(world: World) -> None:
+        then(world)
+        world.clock.advance(seconds)
+
+    return arrange
+
+
+COMPUTE = 0.05  # seconds of the fake clock an early-refreshed computation takes: δ
+AHEAD = 10 * COMPUTE  # refresh_from = expiry - 10·δ·β, β = 1
+EARLY = {"early_refresh": True}
+STALE_TTL = {"stale_ttl": 30.0}
+STALE_IF_ERROR = {"stale_if_error": 30.0}
+LATER, NOW = 0.0, 0.999999  # draws: -ln(1 - 0) = 0 (not yet), -ln(1e-6) ≈ 13.8 (recompute now)
+
+
 @dataclass(frozen=True)
 class Case:
     name: str
@@ -164,6 +194,10 @@ class Case:
     captures: bool = False
     shortcut: bool = False  # the fast path must accept it by the function's shortcut alone
     stored_elsewhere: bool = False  # stored through another cache over the same MemoryTier
+    options: dict[str, Any] = field(default_factory=dict)  # freshness options of f
+    compute: float = 0.0  # fake seconds f takes
+    draw: float = LATER  # what the cache's random source returns
+    alone: bool = True  # a FRESH verdict is served by the fast path alone (before the deadline)
 
 
 CASES = [
@@ -194,7 +228,76 @@ CASES = [
         captures=True,
         stored_elsewhere=True,
     ),
+    # -- freshness options: the judge's late verdicts --------------------------------------
+    Case("early refresh, far from expiry", _later(1.0), Verdict.FRESH, options=EARLY, compute=COMPUTE),
+    Case(
+        "early refresh, past refresh_from, the draw says not yet",
+        _later(TTL - AHEAD / 2),
+        Verdict.FRESH,
+        options=EARLY,
+        compute=COMPUTE,
+        alone=False,
+    ),
+    Case(
+        "early refresh, past refresh_from, the draw says now",
+        _later(TTL - AHEAD / 2),
+        Verdict.REFRESH,
+        options=EARLY,
+        compute=COMPUTE,
+        draw=NOW,
+    ),
+    Case(
+        "early refresh, just before refresh_from, whatever the draw",
+        _later(TTL - AHEAD - 0.01),
+        Verdict.FRESH,
+        options=EARLY,
+        compute=COMPUTE,
+        draw=NOW,
+    ),
+    Case(
+        "early refresh, past refresh_from, one of its tags invalidated",
+        _later(TTL - AHEAD / 2, _own_tag),
+        Verdict.INVALIDATED,
+        options=EARLY,
+        compute=COMPUTE,
+        draw=NOW,
+    ),
+    Case("early refresh, expired", _later(TTL), Verdict.EXPIRED, options=EARLY, compute=COMPUTE),
+    Case("stale_ttl, before expiry", _later(TTL - 1), Verdict.FRESH, options=STALE_TTL),
+    Case("stale_ttl, expired, within the window", _later(TTL + 1), Verdict.STALE, options=STALE_TTL),
+    Case("stale_ttl, at the window's end", _later(TTL + 30), Verdict.EXPIRED, options=STALE_TTL),
+    Case(
+        "stale_ttl, within the window, one of its tags invalidated",
+        _later(TTL + 1, _own_tag),
+        Verdict.INVALIDATED,
+        options=STALE_TTL,
+    ),
+    Case(
+        "stale_ttl, within the window, version store unreadable",
+        _later(TTL + 1, _store_unreadable),
+        Verdict.UNKNOWN,
+        store="host",
+        options=STALE_TTL,
+    ),
+    Case("stale_if_error, within the window", _later(TTL + 1), Verdict.FALLBACK, options=STALE_IF_ERROR),
+    Case(
+        "stale_if_error, within the window, one of its tags invalidated",
+        _later(TTL + 1, _own_tag),
+        Verdict.INVALIDATED,
+        options=STALE_IF_ERROR,
+    ),
+    Case("stale_if_error, after the window", _later(TTL + 31), Verdict.EXPIRED, options=STALE_IF_ERROR),
+    Case(
+        "stale_ttl and stale_if_error, after stale_ttl, within stale_if_error",
+        _later(TTL + 10),
+        Verdict.FALLBACK,
+        options={"stale_ttl": 5.0, "stale_if_error": 30.0},
+    ),
 ]
+
+# Served without computing in the caller's thread; and followed by one background refresh.
+SERVED = {Verdict.FRESH, Verdict.REFRESH, Verdict.STALE}
+REFRESHED = {Verdict.REFRESH, Verdict.STALE}
 
 
 @pytest.fixture
@@ -207,14 +310,14 @@ def make_world(tmp_path: Path, clock: FakeClock) -> Iterator[Callable[[Case], Wo
             store = HostVersions(str(tmp_path / "versions"))
         elif case.store == "rebuilt":
             store = _rebuilt_store(tmp_path / "versions")
-        cache = Cache([MemoryTier()], clock=clock, versions=store)
+        cache = Cache([MemoryTier()], clock=clock, versions=store, random=lambda: case.draw)
         opened.extend([cache, *([store] if store is not None else [])])
         world = World(cache, clock, tmp_path, store)
         if case.stored_elsewhere:
             assert cache.memory is not None
             world.other = Cache([cache.memory], clock=clock)
             opened.append(world.other)
-        _define(world, case.captures)
+        _define(world, case)
         return world
 
     yield make
@@ -257,13 +360,16 @@ def test_the_judge_and_the_fast_path_agree(
 
     verdict = cache.judge.verdict(_twin(entry), now)
     assert verdict is case.expected
-    assert cache.live(_twin(entry), now) is (verdict is Verdict.FRESH)
+    assert cache.live(_twin(entry), now) is (verdict in (Verdict.FRESH, Verdict.REFRESH))
 
     def forbidden(*args: Any, **kwargs: Any) -> Any:
         raise AssertionError("the call left the generated fast path")
 
-    monkeypatch.setattr(cache, "lookup", forbidden)
-    monkeypatch.setattr(cache.tiering, "find", forbidden)
+    # Without freshness options every call stays on the fast path (a miss computes there);
+    # with them, only a hit before the entry's deadline does.
+    if not case.options or (verdict is Verdict.FRESH and case.alone):
+        monkeypatch.setattr(cache, "lookup", forbidden)
+        monkeypatch.setattr(cache.tiering, "find", forbidden)
     rechecks: list[Entry] = []
     recheck = cache.judge.recheck
 
@@ -275,13 +381,13 @@ def test_the_judge_and_the_fast_path_agree(
     before = len(world.calls)
     result = world.f(*ARGS)
     hit = len(world.calls) == before
-    assert hit is (verdict is Verdict.FRESH), (
-        f"judge says {verdict}, the fast path {'hit' if hit else 'missed'}"
-    )
+    assert hit is (verdict in SERVED), f"judge says {verdict}, the fast path {'hit' if hit else 'missed'}"
     if hit:
         assert result == first
     if case.shortcut:
         assert rechecks == [], "the function's shortcut alone should have accepted the entry"
+    assert cache.background.wait(10)
+    assert len(world.background) == (1 if verdict in REFRESHED else 0), world.background
 
 
 def test_a_shared_tier_entry_of_another_incarnation_is_invalidated(clock: FakeClock, disk_dir: Path) -> None:

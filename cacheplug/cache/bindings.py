@@ -143,6 +143,7 @@ class Bindings:
             self._direct[ident] = found
             return found
         found.local = bool(meta.local)
+        found.policy = getattr(meta, "freshness", None)
         found.owner = weakref.ref(meta)
         if cache.learner is not None:
             found.calls = {}

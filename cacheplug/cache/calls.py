@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from collections.abc import Hashable
 
     from .facade import Cache
+    from .freshness import Freshness
 
 __all__ = ["Binding", "Meter", "Pending", "Tally"]
 
@@ -72,7 +73,9 @@ class Meter:
     ``misses - errors - coalesced``); ``tier_hits[i]``: hits of shared tier ``i``.
     ``latency[0]``: sampled memory hits, ``latency[1 + i]``: hits of shared tier ``i``;
     ``compute``: every computation that returned. ``sample``: the next general-path memory
-    hit is timed (set by every 64th hit).
+    hit is timed (set by every 64th hit). ``refreshes``: background refreshes run
+    (``stale_ttl``, ``early_refresh``); ``refresh_errors``: recomputations that raised while
+    a stale value stayed in place (failed background refreshes, ``stale_if_error`` retries).
     """
 
     __slots__ = (
@@ -82,6 +85,8 @@ class Meter:
         "hits",
         "latency",
         "misses",
+        "refresh_errors",
+        "refreshes",
         "sample",
         "stale",
         "tier_hits",
@@ -93,6 +98,8 @@ class Meter:
         self.errors = Tally()
         self.stale = Tally()
         self.coalesced = Tally()
+        self.refreshes = Tally()
+        self.refresh_errors = Tally()
         self.tier_hits = [Tally() for _ in range(tiers - 1)]
         self.compute = Histogram()
         self.latency = [Histogram() for _ in range(tiers)]
@@ -121,6 +128,8 @@ class Meter:
             stale=self.stale.value,
             coalesced=coalesced,
             errors=errors,
+            refreshes=self.refreshes.value,
+            refresh_errors=self.refresh_errors.value,
             tier_hits=tier_hits,
             compute=self.compute.read(),
             hit_latency=latency,
@@ -148,6 +157,8 @@ class Binding:
         "meter",
         "misses",
         "owner",
+        "policy",
+        "retries",
         "shelf",
         "signature",
         "skeys",
@@ -182,6 +193,10 @@ class Binding:
         # function's entries. Read checked first, written last (see Cache.advance).
         self.fresh = [0, -1]
         self.lock = threading.Lock()
+        # The function's freshness options (``cacheplug.cache.freshness``; None: none), and
+        # when each key whose recomputation failed may be retried (bounded, see the flow).
+        self.policy: Freshness | None = None
+        self.retries: dict[Any, float] = {}
         # The function's own object (its decorator core), weakly; ``None`` for the direct API.
         self.owner: weakref.ref[Any] | None = None
         # While the cache learns usage: the arguments of calls whose key cannot be turned
@@ -208,6 +223,7 @@ class Pending:
         "fkey",
         "lease",
         "mark",
+        "policy",
         "seq0",
         "skey",
         "start",
@@ -239,6 +255,7 @@ class Pending:
         # The flight this computation owns and its host lease (cacheplug.cache.stampede).
         self.mark: list[Any] | None = None
         self.lease: Any = None
+        self.policy = binding.policy  # a direct call's own options replace it (the flow)
         # inv.capture_begin(), inlined: this runs on every miss.
         bucket: list[Any] = []
         self.bucket = bucket

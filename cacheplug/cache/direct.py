@@ -2,9 +2,11 @@
 
 The direct API is one binding of the cache (``cache.direct``), whose keys are the user's
 strings: ``set`` is a computation whose value is given (stored with ``force``: it replaces
-what is there), ``get_or_compute`` runs the one compute flow. While the host's invalidations
-cannot be read nothing is stored or served (``Cache.degraded``). ``refresh`` (warming a
-direct key) computes without looking and replaces what is stored, through the same flow.
+what is there), ``get_or_compute`` runs the one compute flow, with the call's own freshness
+options (``stale_ttl=``, ``stale_if_error=``, ``early_refresh=``). While the host's
+invalidations cannot be read nothing is stored or served (``Cache.degraded``). ``refresh``
+(warming a direct key) computes without looking and replaces what is stored, through the
+same flow.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from ..envelope import MISS
 from . import dependencies as deps
 from .calls import Pending, _ttl_seconds
 from .flow import call_flow, run
+from .freshness import freshness
 from .invalidating import check_keys, check_tags
 from .stampede import SYNC, Guard
 
@@ -26,6 +29,9 @@ if TYPE_CHECKING:
 __all__ = ["get", "get_or_compute", "refresh", "store"]
 
 T = TypeVar("T")
+
+# get_or_compute's freshness options when none is given: (stale_ttl, stale_if_error, early_refresh).
+_NO_OPTIONS: tuple[Any, Any, Any] = (None, None, False)
 
 
 def get(cache: Cache, key: str, default: Any) -> Any:
@@ -70,14 +76,18 @@ def get_or_compute(
     tags: Iterable[str],
     depends_on: Iterable[str],
     guard: Guard = SYNC,
+    options: tuple[Any, Any, Any] = _NO_OPTIONS,
 ) -> T:
     skey, seconds, tag_tuple, sources = _checked(cache, key, ttl, tags, depends_on)
+    policy = None if options == _NO_OPTIONS else freshness(*options, seconds, "get_or_compute")
     if cache.blind():
         return compute()
     keep = None
     if sources:
         compute, keep = deps.linking(cache, skey, sources, seconds, compute)
-    flow = call_flow(cache, cache.direct, skey, lambda: skey, lambda: tag_tuple, seconds, keep, guard=guard)
+    flow = call_flow(
+        cache, cache.direct, skey, lambda: skey, lambda: tag_tuple, seconds, keep, guard=guard, policy=policy
+    )
     value: T = run(flow, compute)
     return value
 

@@ -9,12 +9,14 @@ package; docs/architecture.md maps them.
 
 from __future__ import annotations
 
+import random as _random
 import time
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from typing import Any, TypeVar
 
 from .. import invalidation as inv
 from ..envelope import MISS, Entry
+from ..errors import ConfigurationError
 from ..faults import FaultLedger
 from ..middleware import Chains, Middleware
 from ..statistics import CacheStats
@@ -56,6 +58,8 @@ class Cache:
     version store to judge entries against (default: the shared tier's, else the memory
     tier's, else a new in-process one). ``tracing=True`` appends a
     :class:`~cacheplug.otel.OpenTelemetryMiddleware` on the global OpenTelemetry providers.
+    ``random`` (default ``random.random``): the floats in [0, 1) of ``early_refresh``'s
+    draw; pass a seeded ``random.Random(seed).random`` for a reproducible run.
     ``learn=True`` (default: ``CACHEPLUG_LEARN``) learns which entries are hot and refreshes
     them ahead of expiry (see the Warming guide); it needs a memory tier, and ``learner`` is
     then the cache's learner (``learner.tick()`` runs one tick now). Use as a context
@@ -76,8 +80,14 @@ class Cache:
         versions: Versions | None = None,
         tracing: bool = False,
         learn: bool | None = None,
+        random: Callable[[], float] | None = None,
     ) -> None:
         lifecycle.check_arguments(namespace, clock, versions)
+        if random is not None and not callable(random):
+            raise ConfigurationError(
+                "Cache random must be a zero-argument callable returning floats in [0, 1), "
+                f"such as random.Random(seed).random; got {random!r}"
+            )
         if tracing:
             from ..otel import with_tracing  # deferred: opentelemetry is imported only when asked
 
@@ -113,7 +123,8 @@ class Cache:
             self.on_close(self.learner.close)
         shared = [FaultTolerant(t, self.faults) for t in self.tiers[1 if self.memory is not None else 0 :]]
         self.health = Health(self, versions, shared)
-        self.judge = Judge(self.health.open(), names.cached_skey, self.faults.report)
+        draws = random or _random.random
+        self.judge = Judge(self.health.open(), names.cached_skey, self.faults.report, draws)
         self.tiering = Tiering(self.memory, shared, self.judge, self.timer, self.learner is not None)
         self.bindings = Bindings(self, self.memory)
         # Where lock="host" leases keys among the host's processes (None: no disk tier).
@@ -188,6 +199,13 @@ class Cache:
             inv.note(_Read(self, entry))
         return entry.value
 
+    def stale(self, binding: Binding, entry: Entry) -> Any:
+        """Count a stale value served (``stale_ttl``, ``stale_if_error``), report the read, return it."""
+        binding.meter.stale.add()
+        if inv.ACTIVE:
+            inv.note(_Read(self, entry))
+        return entry.value
+
     def finish(
         self, pending: Pending, value: Any, store: bool, skey_fn: Callable[[], str], *, force: bool = False
     ) -> Entry:
@@ -219,17 +237,24 @@ class Cache:
         *,
         lock: str | None = None,
         lock_timeout: float = stampede.DEFAULT_LOCK_TIMEOUT,
+        stale_ttl: float | Any = None,
+        stale_if_error: float | Any = None,
+        early_refresh: bool | float = False,
     ) -> T:
         """The value under ``key``; on a miss, ``compute()`` it and store it (``depends_on``: as for set).
 
         Concurrent misses of one key wait for one computation; ``lock="host"``: in every
         process of the host (needs a disk tier); ``lock_timeout``: seconds before a waiter
-        takes over (see ``@cached``).
+        takes over (see ``@cached``). ``stale_ttl``, ``stale_if_error`` and
+        ``early_refresh``: as for ``@cached`` (see docs/guide/freshness.md); a background
+        refresh calls ``compute`` on the cache's background threads.
         """
         guard = stampede.guard_of(lock, lock_timeout, "Cache.get_or_compute")
         if guard.host:
             stampede.require_leases(self, "Cache.get_or_compute")
-        return direct.get_or_compute(self, key, compute, ttl, tags, depends_on, guard)
+        return direct.get_or_compute(
+            self, key, compute, ttl, tags, depends_on, guard, (stale_ttl, stale_if_error, early_refresh)
+        )
 
     def add_dependency(
         self, derived_key: str, sources: Iterable[str] = (), *, tags: Iterable[str] = (), ttl: Any = None

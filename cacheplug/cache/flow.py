@@ -12,9 +12,14 @@ receives the answers:
 * ``(CHAINED, chain, (steps, awaits), op)``: run the sub-flow ``steps`` (a lookup or a
   store) as the terminal of a middleware chain; ``awaits``: the async driver must await it
   (a tier is async, or a store writes shared tiers from a worker thread), else it is driven
-  synchronously and the middleware sees its result itself.
+  synchronously and the middleware sees its result itself;
 * ``(WAIT, wait, arg, await_)``: wait for what another caller holds: a computation of the
-  same key in flight, or its host lease (``cacheplug.cache.stampede``).
+  same key in flight, or its host lease (``cacheplug.cache.stampede``);
+* ``(BACKGROUND, pool, key, steps)``: run the refresh flow ``steps`` in the cache's
+  background pool, once per key at a time (``cacheplug.cache.background``): on one of its
+  threads with the sync driver, as a task of the running loop with the async one, calling
+  the caller's own function. A computation that raises is thrown into the flow, which
+  raises it again or serves a stale value in its place (``stale_if_error``).
 
 :func:`run` and :func:`arun` are the two drivers: the same loop, one calling and one awaiting
 (a tier's ``aget``/``aset``/``adelete`` where it has them; a sync tier's store in a worker
@@ -28,7 +33,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import weakref
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Coroutine, Hashable
 from typing import TYPE_CHECKING, Any, cast
 
 from .. import invalidation as inv
@@ -37,14 +42,20 @@ from ..errors import SerializationError
 from ..tiers.capabilities import AsyncTier
 from . import stampede
 from .calls import Binding, Pending, _Read
+from .freshness import Freshness, retry_gap
+from .judge import FALLBACK, FRESH, REFRESH
 from .stampede import Guard
-from .steps import CHAINED, COMPUTE, DELETE, GET, RECORD, SET, WAIT, sync_twin, with_run
+from .steps import BACKGROUND, CHAINED, COMPUTE, DELETE, GET, RECORD, SET, WAIT, sync_twin, with_run
 from .tiering import Steps
 
 if TYPE_CHECKING:
     from .facade import Cache
 
+_LONG_AGO = float("-inf")
+_RETRIES_MAX = 4096  # keys per binding whose failed recomputation waits for its retry
+
 __all__ = [
+    "BACKGROUND",
     "CHAINED",
     "COMPUTE",
     "arun",
@@ -72,6 +83,8 @@ def call_flow(
     probe: bool = True,
     force: bool = False,
     guard: Guard = stampede.SYNC,
+    policy: Freshness | None = None,
+    retry: float | None = None,
 ) -> Steps:
     """Serve a call from the tiers or compute and store it; return what the caller gets.
 
@@ -79,41 +92,93 @@ def call_flow(
     (``cache_if=``, ``copy=``). ``on_hit``: what the caller gets of a cached value.
     ``probe=False, force=True``: a refresh (compute, then replace what is stored).
     ``guard``: how a miss is protected from stampedes (``cacheplug.cache.stampede``).
+    ``policy``: a direct call's freshness options (a function's are its binding's).
+    ``retry``: this is a background refresh; if it raises, the key's next one waits that long.
+
+    The judge's late verdicts: ``REFRESH`` is a hit and ``STALE`` a stale value served,
+    each starting one background refresh of the key (a ``(BACKGROUND, pool, key, refresh)``
+    step: the driver runs the refresh flow with the caller's function on the cache's pool);
+    ``FALLBACK`` recomputes now (or waits for the key's computation in flight) and serves
+    the stale value if that raises an ``Exception``. A failed recomputation is retried no
+    sooner than ``retry_gap`` later: until then the stale value is served as it is.
     """
     chains = cache.chains
-    mark = lease = None
+    mark = lease = fallback = None
     if probe:
-        find = cache.tiering.find(binding, fkey, skey_fn, cache.clock())
+        now = cache.clock()
+        # Late verdicts are acted on for a call with freshness options; without, an entry
+        # carrying windows (stored by another process's options) is served only while fresh.
+        late = None if policy is None and binding.policy is None else [FRESH]
+        find = cache.tiering.find(binding, fkey, skey_fn, now, late)
         if chains.get is None:
             entry = yield from find
         else:
             lookup = cache.describe("get", binding, skey_fn())
             entry = checked_entry((yield (CHAINED, chains.get, (find, cache.tiering.asynchronous), lookup)))
         if entry is not MISS:
-            value = cache.hit(binding, entry)
-            return value if on_hit is None else on_hit(value)
-        binding.misses.add()
+            verdict = FRESH if late is None else late[0]
+            if verdict is not FRESH:
+                due = now >= binding.retries.get(fkey, _LONG_AGO)
+                if verdict is FALLBACK and due:
+                    fallback = entry  # recompute now; serve it if that raises
+                elif verdict is not FALLBACK and due:
+                    refresh = call_flow(
+                        cache, binding, fkey, skey_fn, tags_fn, ttl, keep,
+                        probe=False, force=True, policy=policy, retry=retry_gap(entry, verdict),
+                    )  # fmt: skip
+                    yield (BACKGROUND, cache.background, (binding, fkey), refresh)
+            if fallback is None:
+                served = verdict is FRESH or verdict is REFRESH
+                value = cache.hit(binding, entry) if served else cache.stale(binding, entry)
+                return value if on_hit is None else on_hit(value)
+        else:
+            binding.misses.add()
         # One computation per key: claim it, or wait for it (not for ttl=0: never stored, it
         # runs on every call).
         if binding.flights is not None and (ttl if ttl is not None else cache.default_ttl) != 0:
             mark = stampede.claim(cache, binding, fkey, guard)
             if mark is None:
-                boarded = yield from stampede.board(cache, binding, fkey, skey_fn, tags_fn, guard)
+                try:
+                    boarded = yield from stampede.board(cache, binding, fkey, skey_fn, tags_fn, guard)
+                except BaseException as exc:  # the computation waited for raised (or the wait did)
+                    spare = _spare(cache, fallback, exc)
+                    if spare is not None:
+                        value = cache.stale(binding, spare)
+                        return value if on_hit is None else on_hit(value)
+                    _raised(binding, fallback)
+                    raise
                 if type(boarded) is not tuple:  # served by another caller's computation
                     return boarded.value if on_hit is None else on_hit(boarded.value)
                 mark, lease = boarded
     pending = Pending(binding, fkey, None, tags_fn(), ttl, cache.epoch[0], cache.clock())
     pending.mark, pending.lease = mark, lease
+    if policy is not None:
+        pending.policy = policy
     op = None if chains.compute is None else cache.describe("compute", binding, skey_fn(), pending.tags)
     try:
         value = yield (COMPUTE, chains.compute, op, None)
     except BaseException as exc:
         inv.capture_end(pending.token)
+        stampede.land(pending, error=exc)  # its waiters get the exception (or look again)
+        if fallback is not None:
+            _failed(cache, binding, fkey, retry_gap(fallback, FALLBACK))
+        elif retry is not None:
+            binding.meter.refreshes.add()
+            _failed(cache, binding, fkey, retry)
+        spare = _spare(cache, fallback, exc)
+        if spare is not None:
+            value = cache.stale(binding, spare)
+            return value if on_hit is None else on_hit(value)
         if probe:
-            binding.meter.errors.add()  # the call's outcome: error (see cacheplug.statistics)
-        stampede.land(pending, error=exc)
+            _raised(binding, fallback)
         raise
     binding.meter.compute.record(cache.clock() - pending.start)
+    if fallback is not None or retry is not None:
+        if fallback is not None:
+            binding.misses.add()
+        else:
+            binding.meter.refreshes.add()
+        binding.retries.pop(fkey, None)
     stored, result = (True, value) if keep is None else keep(pending, value)
     if lease is not None:  # a holder whose host lease was taken over stores nothing
         stored = (yield (WAIT, stampede.fence, pending, None)) and stored
@@ -124,6 +189,31 @@ def call_flow(
         raise
     stampede.land(pending, entry)
     return result
+
+
+def _spare(cache: Cache, fallback: Entry | None, exc: BaseException) -> Entry | None:
+    """The stale entry a call whose recomputation raised ``exc`` gets instead
+    (``stale_if_error``), or ``None``: only for an ``Exception``, while the entry is within
+    its window and was never invalidated meanwhile."""
+    if fallback is None or not isinstance(exc, Exception):
+        return None
+    return fallback if cache.judge.verdict(fallback, cache.clock()) is FALLBACK else None
+
+
+def _raised(binding: Binding, fallback: Entry | None) -> None:
+    """Count a call whose computation (its own, or the one it waited for) raised: ``error``."""
+    if fallback is not None:
+        binding.misses.add()  # "miss" is misses - errors: the error needs its miss
+    binding.meter.errors.add()  # the call's outcome: error (see cacheplug.statistics)
+
+
+def _failed(cache: Cache, binding: Binding, fkey: Hashable, gap: float) -> None:
+    """A recomputation that keeps a stale value in place raised: count it, retry ``gap`` later."""
+    binding.meter.refresh_errors.add()
+    retries = binding.retries
+    if len(retries) >= _RETRIES_MAX:
+        retries.clear()  # bounded: forgetting a key only lets it be retried sooner
+    retries[fkey] = cache.clock() + gap
 
 
 def finish_flow(
@@ -168,9 +258,11 @@ def conclude(cache: Cache, pending: Pending, value: Any) -> Entry:
         tags = pending.tags  # shared by every entry of the function: no allocation
     now = cache.clock()
     ttl = pending.ttl if pending.ttl is not None else cache.default_ttl
-    return Entry(
-        value, now, None if ttl is None else now + ttl, pending.seq0, tags, now - pending.start, pending.skey
-    )
+    expires = None if ttl is None else now + ttl
+    policy = pending.policy
+    if policy is not None:  # freshness options: the windows, measured on the cache's clock
+        return policy.entry(value, now, expires, pending.seq0, tags, now - pending.start, pending.skey)
+    return Entry(value, now, expires, pending.seq0, tags, now - pending.start, pending.skey)
 
 
 def checked_entry(found: Any) -> Any:
@@ -199,11 +291,16 @@ def report(cache: Cache, entry: Entry, skey_fn: Callable[[], str]) -> None:
 def run(steps: Steps, func: Callable[..., Any] = bool, args: tuple[Any, ...] = (), kwargs: Any = None) -> Any:
     """The sync driver: run ``steps`` to the end, calling ``func(*args, **kwargs)`` to compute."""
     answer: Any = None
+    thrown: BaseException | None = None
     while True:
         try:
-            kind, target, key, entry = steps.send(answer)
+            if thrown is None:
+                kind, target, key, entry = steps.send(answer)
+            else:  # the computation raised: the flow cleans up, then raises or serves a fallback
+                kind, target, key, entry = steps.throw(thrown)
         except StopIteration as done:
             return done.value
+        thrown = None
         if kind is GET:
             answer = target.get(key)
         elif kind is SET:
@@ -227,14 +324,14 @@ def run(steps: Steps, func: Callable[..., Any] = bool, args: tuple[Any, ...] = (
                 else:
                     answer = target(with_run(key, lambda: func(*args, **(kwargs or {}))))
             except BaseException as exc:
-                steps.throw(exc)  # the flow cleans up and raises it again
-                raise  # pragma: no cover - the flow always re-raises
+                thrown = exc
         elif kind is WAIT:
             try:
                 answer = target(key)
             except BaseException as exc:  # interrupted while waiting
-                steps.throw(exc)
-                raise  # pragma: no cover - the flow always re-raises
+                thrown = exc
+        elif kind is BACKGROUND:  # a refresh flow, run with the caller's function on the pool
+            answer = target.submit(key, _background(entry, func, args, kwargs))
         else:  # CHAINED: the sub-flow is the terminal of a middleware chain
             answer = target(with_run(entry, _driven(key[0], run)))
 
@@ -244,11 +341,16 @@ async def arun(
 ) -> Any:
     """The async driver: :func:`run`, awaited (see the module docstring)."""
     answer: Any = None
+    thrown: BaseException | None = None
     while True:
         try:
-            kind, target, key, entry = steps.send(answer)
+            if thrown is None:
+                kind, target, key, entry = steps.send(answer)
+            else:
+                kind, target, key, entry = steps.throw(thrown)
         except StopIteration as done:
             return done.value
+        thrown = None
         if kind is GET:
             answer = await cast(AsyncTier, target).aget(key) if _asynchronous(target) else target.get(key)
         elif kind is SET:
@@ -278,14 +380,14 @@ async def arun(
                 else:
                     answer = await target(with_run(key, lambda: func(*args, **(kwargs or {}))))
             except BaseException as exc:
-                steps.throw(exc)
-                raise  # pragma: no cover - the flow always re-raises
+                thrown = exc
         elif kind is WAIT:
             try:  # never on the event loop's thread: awaited, or waited in a worker thread
                 answer = await (entry(key) if entry is not None else asyncio.to_thread(target, key))
             except BaseException as exc:
-                steps.throw(exc)
-                raise  # pragma: no cover - the flow always re-raises
+                thrown = exc
+        elif kind is BACKGROUND:  # a refresh flow, run as a task of this loop
+            answer = target.asubmit(key, _abackground(entry, func, args, kwargs))
         else:
             # A sub-flow that awaits nothing is driven synchronously: its middleware sees
             # the entry (or MISS) itself, not an awaitable.
@@ -316,6 +418,30 @@ def _asynchronous(tier: Any) -> bool:
 
 def _driven(steps: Steps, driver: Callable[[Steps], Any]) -> Callable[[], Any]:
     return lambda: driver(steps)
+
+
+def _background(
+    steps: Steps, func: Callable[..., Any], args: tuple[Any, ...], kwargs: Any
+) -> Callable[[], Any]:
+    """A background thread's job: the refresh flow ``steps``, computing with ``func``."""
+
+    def job() -> Any:
+        inv.CAPTURE.set(None)  # its reads are its own, not the submitting computation's
+        return run(steps, func, args, kwargs)
+
+    return job
+
+
+def _abackground(
+    steps: Steps, func: Callable[..., Any], args: tuple[Any, ...], kwargs: Any
+) -> Callable[[], Coroutine[Any, Any, Any]]:
+    """A background task's coroutine factory: the refresh flow ``steps``, awaiting ``func``."""
+
+    async def job() -> Any:
+        inv.CAPTURE.set(None)  # in the task's own copy of the context
+        return await arun(steps, func, args, kwargs)
+
+    return job
 
 
 def _scheduled(steps: Steps, started: list[asyncio.Future[Any]]) -> Callable[[], Any]:

@@ -9,10 +9,20 @@ While an invalidation is *owed* (it could not be recorded: :attr:`Judge.owed`), 
 read from a shared tier at all (``cacheplug.cache.tiering``): other processes, which never
 heard of it, may have stored values computed from what it made stale.
 
+Freshness policies (``stale_ttl=``, ``stale_if_error=``, ``early_refresh=``) are judged here
+too, from the entry alone (its windows travel with it through every tier), in two halves:
+*timeliness* (:meth:`Judge.lateness`, only for an entry at or past its ``deadline``) and
+*validity* (:meth:`Judge.valid`). An entry past ``refresh_from`` (its ``deadline``) but
+before its expiry is ``REFRESH`` when the XFetch draw says so (Vattani et al., VLDB 2015:
+``now - δ·β·ln(rand()) >= expiry``), else ``FRESH``; after its expiry it is ``STALE`` within
+``stale_ttl``, ``FALLBACK`` within ``stale_if_error``, then ``EXPIRED``. Validity comes
+first whatever the timeliness: an invalidated entry is ``INVALIDATED``, never served stale.
+
 The generated fast path of ``@cached`` (``cacheplug.fastpath``) is the judge's only other
 copy, for memory entries: ``deadline > now`` and ``seq == epoch`` or the function's
-shortcut (:meth:`Judge.advance`), else :meth:`Judge.recheck_in`. A test drives both over one
-table of cases (tests/test_judge.py).
+shortcut (:meth:`Judge.advance`), else :meth:`Judge.recheck_in`. An entry past its
+deadline is left to the judge (a function with freshness options sends it through the
+compute flow). A test drives both over one table of cases (tests/test_judge.py).
 
 Checking is O(1) per read while nothing was invalidated (one comparison with the epoch),
 and O(invalidations since) once per function and epoch move otherwise (``advance``), never
@@ -22,6 +32,8 @@ a scan of the cache.
 from __future__ import annotations
 
 import enum
+import math
+import random as _random
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
@@ -32,22 +44,34 @@ from ..versions import Versions, fresh
 if TYPE_CHECKING:
     from .calls import Binding
 
-__all__ = ["Judge", "Verdict"]
+__all__ = ["KEPT", "LATE", "Judge", "Verdict"]
 
 
 class Verdict(enum.Enum):
-    """What the judge says of an entry. Only ``FRESH`` may be served today.
+    """What the judge says of an entry.
 
-    The freshness-policy work adds "stale but servable" and "refresh ahead" here.
+    ``FRESH`` and ``REFRESH`` are served as hits (``REFRESH``: and recomputed in the
+    background, ahead of expiry); ``STALE`` is served while it is refreshed in the
+    background; ``FALLBACK`` is served only if recomputing it raises; the others are not
+    served (an expired, invalidated or unjudgeable entry is a miss).
     """
 
     FRESH = "fresh"
+    REFRESH = "refresh"  # fresh, and the XFetch draw says: recompute it ahead of expiry
+    STALE = "stale"  # expired, within stale_ttl: serve it while one refresh runs
+    FALLBACK = "fallback"  # expired, within stale_if_error: serve it if recomputing raises
     EXPIRED = "expired"
     INVALIDATED = "invalidated"
     UNKNOWN = "unknown"  # the version store could not be read: nothing can be trusted
 
 
 FRESH, EXPIRED, INVALIDATED, UNKNOWN = Verdict.FRESH, Verdict.EXPIRED, Verdict.INVALIDATED, Verdict.UNKNOWN
+REFRESH, STALE, FALLBACK = Verdict.REFRESH, Verdict.STALE, Verdict.FALLBACK
+_BEFORE_ALL = float("-inf")
+# Verdicts the compute flow acts on beyond serving (a refresh, a stale value, a fallback).
+LATE = frozenset({REFRESH, STALE, FALLBACK})
+# Verdicts whose entry a tier keeps (its ttl plus its stale windows, unless invalidated).
+KEPT = frozenset({FRESH, *LATE})
 
 
 class Judge:
@@ -58,8 +82,11 @@ class Judge:
         versions: Versions,
         skey_of: Callable[[Entry], str],
         on_fault: Callable[[str, str, BaseException], None],
+        random: Callable[[], float] = _random.random,
     ) -> None:
         self.versions = versions
+        # The XFetch draw's source of floats in [0, 1) (``Cache(random=...)``: seeded in tests).
+        self.random = random
         # ``epoch[0]``: the store's current sequence number (a list shared with the store).
         self.epoch: list[int] = versions.epoch
         # Entries created before this (cache clock) are never fresh in this process.
@@ -78,27 +105,70 @@ class Judge:
     # -- the verdict ------------------------------------------------------------------------
 
     def verdict(self, entry: Entry, now: float, shared: bool = False) -> Verdict:
-        """Whether ``entry`` may be served at ``now``. ``shared``: read from a shared tier.
+        """Whether and how ``entry`` may be served at ``now``. ``shared``: read from a shared tier.
 
-        A fresh entry re-checked after the epoch moved has its ``seq`` advanced, so the next
-        read of it costs one comparison again.
+        A valid entry re-checked after the epoch moved has its ``seq`` advanced, so the next
+        read of it costs one comparison again. Past its deadline, :meth:`lateness` decides
+        (the XFetch draw included); an invalid entry is never served, stale or not.
         """
-        if entry.deadline <= now:
-            return EXPIRED
+        if entry.deadline > now:
+            timely = FRESH
+        else:
+            timely = self.lateness(entry, now)
+            if timely is EXPIRED:
+                return EXPIRED
         if shared and entry.incarnation != self.versions.incarnation:
             return INVALIDATED  # judged against a store that has been rebuilt since
         if entry.created < self.cutoff:
             return INVALIDATED
         if entry.seq == self.epoch[0]:
-            return FRESH
-        return self.recheck(entry)
+            return timely
+        checked = self.recheck(entry)
+        return timely if checked is FRESH else checked
 
-    def live(self, entry: Entry, now: float) -> bool:
-        """``verdict(entry, now) is FRESH`` for a memory entry."""
-        return self.verdict(entry, now) is FRESH
+    def lateness(self, entry: Entry, now: float) -> Verdict:
+        """How late an entry at or past its ``deadline`` is (timeliness only, not validity).
+
+        Before its expiry (past ``refresh_from``): ``REFRESH`` when XFetch's draw
+        ``now - δ·β·ln(rand()) >= expiry`` says so, else ``FRESH``; a random number is drawn
+        only here, so a hit before ``refresh_from`` draws none. After its expiry: ``STALE``
+        within ``stale_until``, ``FALLBACK`` within ``error_until``, else ``EXPIRED``.
+        """
+        expires = entry.expires
+        if expires is None:
+            return FRESH  # never expires (its deadline is +inf: not reached)
+        if now < expires:
+            ahead = (expires - entry.deadline) / 10  # δ·β, from refresh_from = expiry - 10·δ·β
+            # 1 - random() is in (0, 1]: its logarithm is finite and <= 0.
+            return REFRESH if now - ahead * math.log(1.0 - self.random()) >= expires else FRESH
+        if now < entry.stale_until:
+            return STALE
+        if now < entry.error_until:
+            return FALLBACK
+        return EXPIRED
+
+    def valid(self, entry: Entry, shared: bool = False) -> Verdict:
+        """``FRESH`` if nothing made ``entry`` invalid (expiry aside), else ``INVALIDATED`` or ``UNKNOWN``."""
+        return self.verdict(entry, _BEFORE_ALL, shared)  # every entry is timely before all time
+
+    def live(self, entry: Entry, now: float, shared: bool = False) -> bool:
+        """Whether an entry's value is fresh (``FRESH`` or ``REFRESH``), without a draw."""
+        if entry.deadline <= now:  # at or past its deadline: fresh only before its expiry
+            expires = entry.expires
+            if expires is None or expires <= now:
+                return False
+        return self.valid(entry, shared) is FRESH
+
+    def kept(self, entry: Entry, now: float, shared: bool = False) -> bool:
+        """Whether a tier keeps ``entry``: valid, and within its ttl or one of its stale windows."""
+        if entry.deadline <= now:
+            expires = entry.expires
+            if expires is None or max(expires, entry.stale_until, entry.error_until) <= now:
+                return False
+        return self.valid(entry, shared) is FRESH
 
     def recheck(self, entry: Entry) -> Verdict:
-        """An unexpired entry whose ``seq`` is behind the epoch: was any of its tags invalidated?"""
+        """An entry whose ``seq`` is behind the epoch: was any of its tags invalidated?"""
         current = self.sync()
         if current is None:
             return UNKNOWN

@@ -178,7 +178,9 @@ def board(
     Returns the entry another caller's computation produced (the call is served: counted as
     ``coalesced``), or ``(mark, lease)``: compute, then :func:`land` (``mark`` is ``None``
     for a recursive call of the flight's own owner, which computes on its own; ``lease`` is
-    the host lease, or ``None``). Raises the owner's exception when it raised one.
+    the host lease, or ``None``). Raises the owner's exception when it raised one (or what
+    interrupted the wait): the flow counts the call's outcome, ``error``, or serves a stale
+    value instead (``stale_if_error``).
     """
     flights = binding.flights
     assert flights is not None
@@ -204,16 +206,11 @@ def board(
             continue
         joined = flights.join(fkey, held, guard.asynchronous, guard.timeout - age)
         if isinstance(joined, Ticket):
-            try:
-                joined = yield (WAIT, flight_wait, joined, flight_await)
-            except BaseException:
-                binding.meter.errors.add()  # interrupted while waiting: the call raised
-                raise
+            joined = yield (WAIT, flight_wait, joined, flight_await)  # interrupted: it raises
         kind, found = joined
         if kind is VALUE:
             return _served(cache, binding, found)
         if kind is ERROR:
-            binding.meter.errors.add()
             raise found
         if kind is TIMEOUT:
             mark = [me, cache.epoch[0], cache.clock(), None]
@@ -244,7 +241,6 @@ def _lease(
         lease = yield (WAIT, _acquire, (cache, skey, guard.timeout), _aacquire)
     except BaseException:
         _land_mark(flights, fkey, mark, _RETRY)  # interrupted: the in-process waiters look again
-        binding.meter.errors.add()
         raise
     if lease is None or not lease.waited:
         return lease

@@ -42,6 +42,8 @@ def snapshot(cache: Cache) -> CacheStats:
         coalesced=total.coalesced,
         errors=total.errors,
         hit_rate=total.hit_rate,
+        refreshes=total.refreshes,
+        refresh_errors=total.refresh_errors,
         tier_hits={name: total.tier_hits.get(name, 0) for name in names if name},
         entries=len(memory) if memory is not None else 0,
         evictions=memory.evictions if memory is not None else 0,

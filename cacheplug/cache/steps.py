@@ -25,7 +25,18 @@ from typing import Any
 from ..errors import SerializationError
 from ..middleware import Op
 
-__all__ = ["CHAINED", "COMPUTE", "DELETE", "GET", "RECORD", "SET", "WAIT", "sync_twin", "with_run"]
+__all__ = [
+    "BACKGROUND",
+    "CHAINED",
+    "COMPUTE",
+    "DELETE",
+    "GET",
+    "RECORD",
+    "SET",
+    "WAIT",
+    "sync_twin",
+    "with_run",
+]
 
 GET, SET, DELETE, COMPUTE, CHAINED = "get", "set", "delete", "compute", "chained"
 # (RECORD, versions, tags, None): record an invalidation in a version store (``bump``).
@@ -34,6 +45,9 @@ RECORD = "record"
 # flight, a host lease). The sync driver answers ``wait(arg)``, the async one
 # ``await await_(arg)``, or ``wait(arg)`` in a worker thread when ``await_`` is None.
 WAIT = "wait"
+# (BACKGROUND, pool, key, refresh flow): run a refresh in the cache's background pool (the
+# compute flow's drivers only; no step generator with a sync twin yields it).
+BACKGROUND = "background"
 
 
 def set_now(tier: Any, key: str, entry: Any) -> SerializationError | None:

@@ -1,9 +1,11 @@
 """Tiering: read-through, promotion and write-through over a cache's tiers.
 
 A read looks in the function's memory shelf, then walks the shared tiers top-down; the
-first entry the judge finds fresh wins and is copied into the tiers above it. While the
-judge owes the host an invalidation (one that could not be recorded), the shared tiers are
-not read: what other processes stored there may be stale. A store
+first entry the judge finds fresh wins and is copied into the tiers above it. For a compute
+flow, an entry the judge finds servable late (``REFRESH``, ``STALE``, ``FALLBACK``) is
+found too, with its verdict; every tier keeps an entry for its ttl plus its stale windows.
+While the judge owes the host an invalidation (one that could not be recorded), the shared
+tiers are not read: what other processes stored there may be stale. A store
 writes the memory shelf at once (a fill never replaces a fresh entry stored meanwhile; a
 refresh or ``set`` does) and then every shared tier, after the no-stale-set check: a value
 whose computation raced an invalidation of anything it was computed from is not stored.
@@ -28,7 +30,7 @@ from ..tiers.base import Tier
 from ..tiers.capabilities import AsyncTier
 from ..tiers.memory import MemoryTier
 from .calls import _EMPTY_SHELF, Binding, Tally
-from .judge import FRESH, Judge
+from .judge import FALLBACK, FRESH, LATE, REFRESH, STALE, Judge, Verdict
 from .steps import DELETE, GET, SET, sync_twin
 
 if TYPE_CHECKING:
@@ -78,43 +80,80 @@ class Tiering:
 
     # -- reads ------------------------------------------------------------------------------
 
-    def probe(self, binding: Binding, fkey: Hashable, now: float) -> Entry | Any:
-        """The fresh memory entry for ``fkey``, or ``MISS`` (a stale one is dropped)."""
+    def probe(self, binding: Binding, fkey: Hashable, now: float, late: list[Verdict] | None = None) -> Any:
+        """The fresh memory entry for ``fkey``, or ``MISS`` (one the judge does not keep is dropped).
+
+        ``late``: the caller acts on the judge's late verdicts (a compute flow): an entry
+        judged ``REFRESH``, ``STALE`` or ``FALLBACK`` is returned with the verdict in
+        ``late[0]``. Without it only a fresh value is returned (``REFRESH`` included) and a
+        stale one stays for a caller that can refresh it.
+        """
         shelf = binding.shelf
         entry = shelf.get(fkey)
         if entry is None:
             return MISS
-        if self.judge.live(entry, now):
+        verdict = self.judge.verdict(entry, now)
+        if verdict is FRESH:
+            entry.ref = True
+            return entry
+        if verdict in LATE:
+            if late is None and verdict is not REFRESH:
+                return MISS
+            if late is not None:
+                late[0] = verdict
             entry.ref = True
             return entry
         if self.memory is not None and shelf is not _EMPTY_SHELF:
             self.memory.discard(shelf, fkey, entry)
         return MISS
 
-    def counting_probe(self, binding: Binding, fkey: Hashable, now: float) -> Entry | Any:
+    def counting_probe(
+        self, binding: Binding, fkey: Hashable, now: float, late: list[Verdict] | None = None
+    ) -> Any:
         """:meth:`probe`, also counting a hit on the entry (see ``cacheplug.cache.learning``)."""
-        entry = Tiering.probe(self, binding, fkey, now)
+        entry = Tiering.probe(self, binding, fkey, now, late)
         if entry is not MISS and entry.hits < 256:  # as the fast path: saturating (HITS_MAX)
             entry.hits += 1
         return entry
 
-    def find(self, binding: Binding, fkey: Hashable, skey_fn: Callable[[], str], now: float) -> Steps:
-        """The fresh entry from memory or, below it, from the shared tiers; or ``MISS``."""
+    def find(
+        self,
+        binding: Binding,
+        fkey: Hashable,
+        skey_fn: Callable[[], str],
+        now: float,
+        late: list[Verdict] | None = None,
+    ) -> Steps:
+        """The fresh entry from memory or, below it, from the shared tiers; or ``MISS``.
+
+        ``late``: as for :meth:`probe`. An expired entry in memory (``STALE``, ``FALLBACK``)
+        is served only if no shared tier holds a fresh one (another process refreshed it).
+        """
         meter = binding.meter
         if meter.sample:  # every 64th hit asks for the next one to be timed
             meter.sample = False
             started = self.timer()
-            entry = self.probe(binding, fkey, now)
+            entry = self.probe(binding, fkey, now, late)
             if entry is not MISS:
                 meter.latency[0].record(self.timer() - started)
         else:
-            entry = self.probe(binding, fkey, now)
-        if entry is MISS and self.lower and not binding.local:
-            entry = yield from self.read(binding, fkey, skey_fn(), now)
+            entry = self.probe(binding, fkey, now, late)
+        if self.lower and not binding.local:
+            if entry is MISS:
+                entry = yield from self.read(binding, fkey, skey_fn(), now, late)
+            elif late is not None and (late[0] is STALE or late[0] is FALLBACK):
+                mine, verdict = entry, late[0]
+                late[0] = FRESH
+                entry = yield from self.read(binding, fkey, skey_fn(), now, late)
+                if entry is MISS:
+                    entry, late[0] = mine, verdict
         return entry
 
-    def read(self, binding: Binding, fkey: Hashable, skey: str, now: float) -> Steps:
-        """The fresh entry from the tiers below memory, promoted upward, or ``MISS``."""
+    def read(
+        self, binding: Binding, fkey: Hashable, skey: str, now: float, late: list[Verdict] | None = None
+    ) -> Steps:
+        """The fresh entry from the tiers below memory, promoted upward, or ``MISS``
+        (``late``: as for :meth:`probe`; an entry the judge does not keep is deleted)."""
         if self.judge.owed:
             return MISS
         verdict, started = self.judge.verdict, self.timer()
@@ -122,12 +161,19 @@ class Tiering:
             found = yield (GET, tier, skey, None)
             if found is MISS:
                 continue
-            if verdict(found, now, True) is not FRESH:
-                yield (DELETE, tier, skey, None)
-                continue
-            meter = binding.meter
-            meter.tier_hits[i].add()
-            meter.latency[1 + i].record(self.timer() - started)
+            judged = verdict(found, now, True)
+            if judged is not FRESH and judged is not REFRESH:
+                if judged not in LATE:
+                    yield (DELETE, tier, skey, None)
+                    continue
+                if late is None:
+                    continue  # kept for a caller that can refresh it
+            else:
+                meter = binding.meter
+                meter.tier_hits[i].add()
+                meter.latency[1 + i].record(self.timer() - started)
+            if late is not None:
+                late[0] = judged
             found.tier = tier.name
             if self.memory is not None:
                 self._promote(binding, fkey, skey, found)
@@ -152,7 +198,7 @@ class Tiering:
             return entry
         for tier in self.lower if not binding.local and not self.judge.owed else ():
             found = yield (GET, tier, skey, None)
-            if found is not MISS and self.judge.verdict(found, now, True) is FRESH:
+            if found is not MISS and self.judge.live(found, now, True):
                 return found
         return MISS
 
@@ -246,18 +292,19 @@ class Tiering:
     # -- maintenance ------------------------------------------------------------------------
 
     def sweep(self, prefix: str, now: float, listing: Sequence[Tier]) -> int:
-        """Remove expired and stale entries from every tier. O(entries): off the call path."""
+        """Remove the entries the judge does not keep (invalidated, or past their ttl and stale
+        windows) from every tier. O(entries): off the call path."""
         removed = 0
         judge = self.judge
         if self.memory is not None:
-            removed += self.memory.sweep(lambda e: judge.live(e, now))
+            removed += self.memory.sweep(lambda e: judge.kept(e, now))
         for tier in listing:
             listed = cast("KeyListing", tier)
             for skey in listed.keys():  # noqa: SIM118 - a tier, not a dict
                 if not skey.startswith(prefix):
                     continue
                 found = tier.get(skey)
-                if found is not MISS and judge.verdict(found, now, True) is not FRESH and tier.delete(skey):
+                if found is not MISS and not judge.kept(found, now, True) and tier.delete(skey):
                     removed += 1
         return removed
 

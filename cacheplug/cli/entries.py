@@ -1,7 +1,8 @@
 """What ``inspect`` and ``keys`` may say of a stored entry: its metadata always, its value once trusted.
 
 An entry's bytes (``cacheplug.codec``) are a header, for signed entries a secret id and a
-MAC, then a pickle of ``(value, created, expires, seq, tags, cost, incarnation)``.
+MAC, then a pickle of ``(value, created, expires, seq, tags, cost, incarnation)`` (and
+the freshness windows as an eighth item, for an entry that has them).
 
 - **Metadata** is read by an unpickler that never imports anything: every class the pickle
   names becomes an inert stand-in, so reading an unverified entry's metadata runs no code
@@ -106,9 +107,9 @@ def _metadata(data: bytes) -> tuple[float | None, float | None, tuple[str, ...],
     if payload is None:
         raise ValueError(f"not an entry this release reads (header {data[:4]!r})")
     record = _MetadataUnpickler(io.BytesIO(payload)).load()
-    if not isinstance(record, tuple) or len(record) != 7:
+    if not isinstance(record, tuple) or len(record) not in (7, 8):  # 8: with freshness windows
         raise ValueError("not a cacheplug entry record")
-    _, created, expires, _, tags, cost, _ = record
+    _, created, expires, _, tags, cost, _ = record[:7]
     user_tags = (
         sorted(split_tags(t for t in tags if isinstance(t, str))[0]) if isinstance(tags, tuple) else []
     )

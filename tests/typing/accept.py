@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Coroutine
+from datetime import timedelta
 from typing import Any, assert_type
 
 from cacheplug import (
@@ -41,6 +42,16 @@ async def fetch(user_id: int) -> tuple[int, str]:
     return user_id, "name"
 
 
+@cached(ttl=30, stale_ttl=60, stale_if_error=timedelta(minutes=5), early_refresh=True)
+def fresh_report(day: str) -> list[int]:
+    return [len(day)]
+
+
+@cached(ttl=30, early_refresh=2.5)
+async def fresh_feed(user_id: int) -> str:
+    return str(user_id)
+
+
 # Return types survive the decorator.
 assert_type(add(1), list[str])
 assert_type(add(2, "y"), list[str])
@@ -48,6 +59,8 @@ assert_type(add(a=2, b="y"), list[str])
 assert_type(describe(1, verbose=True), dict[str, int])
 pending = assert_type(fetch(1), Coroutine[Any, Any, tuple[int, str]])
 pending.close()
+assert_type(fresh_report("monday"), list[int])
+assert_type(cache.get_or_compute("k", lambda: 3, 30, stale_ttl=5, early_refresh=True), int)
 
 # The wrapper is a CachedFunction and still usable where the plain function was.
 as_callable: Callable[[int, str], list[str]] = add

@@ -59,3 +59,6 @@ repo.load.cache_info().hits.upper()  # expect: attr-defined
 @cached(warm="yes")  # expect: arg-type
 def home() -> str:
     return "home"
+
+
+cached(ttl=5, early_refresh="soon")  # expect: call-overload
