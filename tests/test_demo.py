@@ -22,6 +22,7 @@ def test_the_demo_runs_and_shows_each_capability(tmp_path: Path) -> None:
     assert "a save of order 7:  order 7 = 24.99, order 8 = 5.49; recomputed [7]" in out
     assert "a bulk table write: order 7 = 22.49, order 8 = 4.99; recomputed [7, 8]" in out
     assert "1 computation; 31 callers waited for it and shared its value" in out
+    assert "the call after expiry: 101.5 in" in out and "once the background refresh landed: 104.25" in out
     assert "3 entries warmed" in out
     assert "1 alert(s): ['firing']" in out
     report = out.split("HTML report (no network needed): ")[1].split()[0]
