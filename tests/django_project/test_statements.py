@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from cacheplug.integrations.django.statements import written_tables
+from cacheplug.integrations.django.statements import written, written_tables
 
 
 @pytest.mark.parametrize(
@@ -37,3 +37,23 @@ from cacheplug.integrations.django.statements import written_tables
 )
 def test_the_tables_a_statement_writes(sql: str, tables: tuple[str, ...]) -> None:
     assert written_tables(sql) == tables
+
+
+@pytest.mark.parametrize(
+    ("sql", "verb"),
+    [
+        ('INSERT INTO "t" ("a") VALUES (%s)', "INSERT"),
+        ('UPDATE "t" SET "a" = %s WHERE "t"."id" = %s', "UPDATE"),
+        ('UPDATE ONLY "t" SET a = 1', "UPDATE"),
+        ('/* tagged */ DELETE FROM "t" WHERE "t"."id" IN (%s)', "DELETE"),
+        # Forms that may write rows other than those named (a replace deletes the conflicting
+        # ones): never given rows, always a table write.
+        ('INSERT OR REPLACE INTO "t" VALUES (1)', None),
+        ("INSERT IGNORE INTO t VALUES (1)", None),
+        ("REPLACE INTO t VALUES (1)", None),
+        ("UPDATE OR ROLLBACK t SET a = 1", None),
+        ("TRUNCATE t", None),
+    ],
+)
+def test_only_the_plain_forms_can_be_given_rows(sql: str, verb: str | None) -> None:
+    assert written(sql)[0] == verb

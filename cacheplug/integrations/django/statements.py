@@ -1,4 +1,4 @@
-"""Writes that send no model signal, seen as SQL: ``QuerySet.update()``, ``bulk_create()``, ....
+"""Writes seen as SQL: every statement that writes, ``QuerySet.update()``, ``bulk_create()``, ....
 
 ``QuerySet.update()``, ``bulk_create()``, ``bulk_update()``, ``QuerySet._raw_delete()`` and
 raw SQL through ``connection.cursor()`` write rows without ``post_save`` or
@@ -7,13 +7,20 @@ raw SQL through ``connection.cursor()`` write rows without ``post_save`` or
 each statement after it ran: ``INSERT INTO t``, ``UPDATE t``, ``DELETE FROM t`` and
 ``TRUNCATE t, u`` (with the dialects' variants: ``INSERT OR REPLACE``, ``INSERT IGNORE``,
 ``REPLACE INTO``, ``ONLY``, quoted and schema-qualified names, after leading comments)
-record a write of the table's entity with ``id=None``, delivered like the model signals'
-writes (after the commit: ``cacheplug.integrations.django.writes``). What it cannot see is
-documented as not covered: statements starting with ``WITH`` (a CTE), ``MERGE``, ``COPY``,
-stored procedures and triggers, and writes made outside Django's connections.
+record a write, delivered like the model signals' writes (after the commit:
+``cacheplug.integrations.django.writes``):
+
+- of the rows it writes, ``(entity, pk)`` each, when Django's own code for known rows
+  issued it (``save()``; the deletes of ``delete()`` and its ``SET_DEFAULT`` updates: found
+  by ``origins``; a new row's once Django has read its key back);
+- else of the whole table, ``(entity, None)``, which reaches every row's entries.
+
+What it cannot see is documented as not covered: statements starting with ``WITH`` (a
+CTE), ``MERGE``, ``COPY``, stored procedures and triggers, and writes made outside
+Django's connections.
 
 The cost on a statement that writes nothing is one anchored regular-expression match that
-fails at its first letters.
+fails at its first letters (and a context variable read).
 """
 
 from __future__ import annotations
@@ -26,16 +33,17 @@ from django.apps import apps
 from django.db import connections
 from django.db.backends.signals import connection_created
 
-from .writes import entity_of, record
+from .origins import Insert, Rows, origin
+from .writes import Write, entity_of, hold, record_statement, settle
 
-__all__ = ["TableEntities", "WriteWatcher", "install", "written_tables"]
+__all__ = ["TableEntities", "WriteWatcher", "install", "written", "written_tables"]
 
 _IDENT = r'(?:"(?:[^"]|"")+"|`[^`]+`|\[[^\]]+\]|[A-Za-z_][\w$]*)'
 _NAME = rf"{_IDENT}(?:\s*\.\s*{_IDENT})*"
 # Leading comments (a query tagger's /* ... */ or -- lines) are skipped.
 _LEAD = r"(?:\s*(?:/\*.*?\*/|--[^\n]*(?:\n|$)))*\s*"
 _ONE = re.compile(
-    _LEAD + r"(?:INSERT(?:\s+OR\s+[A-Za-z]+|\s+IGNORE)?\s+INTO|REPLACE\s+INTO"
+    _LEAD + r"(?P<verb>INSERT(?:\s+OR\s+[A-Za-z]+|\s+IGNORE)?\s+INTO|REPLACE\s+INTO"
     r"|UPDATE(?:\s+OR\s+[A-Za-z]+)?(?:\s+ONLY)?|DELETE\s+FROM(?:\s+ONLY)?)"
     rf"\s+(?P<table>{_NAME})",
     re.IGNORECASE | re.DOTALL,
@@ -45,6 +53,9 @@ _TRUNCATE = re.compile(
     re.IGNORECASE | re.DOTALL,
 )
 _PARTS = re.compile(_IDENT)
+# The plain forms, the only ones Django's own writes of known rows use (``origins``); an
+# ``INSERT OR REPLACE`` or ``REPLACE`` may delete other rows: always a table write.
+_PLAIN = {"INSERT INTO": "INSERT", "UPDATE": "UPDATE", "UPDATE ONLY": "UPDATE", "DELETE FROM": "DELETE"}
 
 
 def _unquoted(name: str) -> str:
@@ -57,15 +68,21 @@ def _unquoted(name: str) -> str:
     return last
 
 
-def written_tables(sql: str) -> tuple[str, ...]:
-    """The tables a statement writes, by its first words; ``()`` for anything else."""
+def written(sql: str) -> tuple[str | None, tuple[str, ...]]:
+    """The plain verb (``INSERT``, ``UPDATE``, ``DELETE``; ``None`` for the other forms) and
+    the tables a statement writes, by its first words; ``(None, ())`` for anything else."""
     found = _ONE.match(sql)
     if found is not None:
-        return (_unquoted(found["table"]),)
+        return _PLAIN.get(" ".join(found["verb"].upper().split())), (_unquoted(found["table"]),)
     found = _TRUNCATE.match(sql)
     if found is not None:
-        return tuple(_unquoted(name) for name in re.split(r"\s*,\s*", found["tables"]))
-    return ()
+        return None, tuple(_unquoted(name) for name in re.split(r"\s*,\s*", found["tables"]))
+    return None, ()
+
+
+def written_tables(sql: str) -> tuple[str, ...]:
+    """The tables a statement writes, by its first words; ``()`` for anything else."""
+    return written(sql)[1]
 
 
 class TableEntities:
@@ -95,18 +112,33 @@ class TableEntities:
 
 
 class WriteWatcher:
-    """The execute wrapper: after a statement that writes tables, record their writes (``id=None``)."""
+    """The execute wrapper: after a statement that writes, record the rows or tables it wrote."""
 
     def __init__(self, entities: Callable[[str], str]) -> None:
         self.entities = entities
 
     def __call__(self, execute: Callable[..., Any], sql: Any, params: Any, many: bool, context: Any) -> Any:
+        settle()  # a new row of a save() this thread left unfinished is delivered now
         result = execute(sql, params, many, context)
         if isinstance(sql, str):
-            tables = written_tables(sql)
+            verb, tables = written(sql)
             if tables:
-                record(context["connection"].alias, [(self.entities(t), None) for t in tables])
+                self.wrote(context["connection"].alias, verb, tables, many)
         return result
+
+    def wrote(self, using: str, verb: str | None, tables: tuple[str, ...], many: bool) -> None:
+        """Record what a statement that ran wrote: its rows when known, else its tables."""
+        found = origin(verb, tables[0]) if verb is not None and not many else None
+        if isinstance(found, Insert):
+            hold(using, found.instance, found.model)
+            return
+        writes: list[Write]
+        if isinstance(found, Rows):
+            entity = entity_of(found.model)
+            writes = [(entity, pk) for pk in found.pks]
+        else:
+            writes = [(self.entities(t), None) for t in tables]
+        record_statement(using, writes)
 
     def on_connect(self, sender: Any, connection: Any, **_: Any) -> None:
         """Receiver of ``connection_created``: wrap the connection's statements (once)."""

@@ -39,3 +39,50 @@ class CheapOrder(Order):
 
     class Meta:
         proxy = True
+
+
+class Shelf(models.Model):
+    name = models.CharField(max_length=100)
+
+
+class Item(models.Model):
+    """Deleted with its shelf (a cascade through the collector)."""
+
+    shelf = models.ForeignKey(Shelf, on_delete=models.CASCADE, related_name="items")
+    name = models.CharField(max_length=100)
+
+
+class Note(models.Model):
+    """Set to its default when its item goes: the collector updates the rows it loaded, by key."""
+
+    item = models.ForeignKey(Item, on_delete=models.SET_DEFAULT, null=True, default=None)
+    text = models.CharField(max_length=100)
+
+
+class Category(models.Model):
+    """Its children are set to NULL by one UPDATE of the table a row is being deleted from."""
+
+    parent = models.ForeignKey("self", on_delete=models.SET_NULL, null=True, related_name="children")
+    name = models.CharField(max_length=100)
+
+
+class Ticket(models.Model):
+    """A unique code: a second save of the same code raises between pre_save and post_save."""
+
+    code = models.CharField(max_length=20, unique=True)
+
+
+class Shop(models.Model):
+    shop_id = models.AutoField(primary_key=True)
+    name = models.CharField(max_length=100)
+
+
+class Brand(models.Model):
+    brand_id = models.AutoField(primary_key=True)
+    label = models.CharField(max_length=100)
+
+
+class Outlet(Shop, Brand):
+    """Two parents, each row with its own key: a save writes the shop's and the brand's rows."""
+
+    city = models.CharField(max_length=100)
