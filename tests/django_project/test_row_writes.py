@@ -29,13 +29,16 @@ from .shop.models import (
     Book,
     Brand,
     Category,
+    Country,
     Item,
     Note,
     Order,
     Outlet,
     Restaurant,
     Shelf,
+    Stamped,
     Ticket,
+    Voucher,
 )
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -397,3 +400,43 @@ def test_an_async_save_invalidates_its_row_only() -> None:
 
     asyncio.run(main())
     assert _kept(*tags) == {f"order:{b.pk}"}
+
+
+# -- keys that are not ints; statements that only look like Django's ---------------------------
+
+
+def test_a_uuid_keyed_row_write_is_exact() -> None:
+    a, b = Voucher.objects.create(value=1), Voucher.objects.create(value=2)
+    tags = _rows("shop_voucher", a, b)
+    _cache(*tags)
+    a.value = 3
+    a.save()
+    assert _kept(*tags) == {f"shop_voucher:{b.pk}"}
+    _cache(*tags)
+    b.delete()
+    assert _kept(*tags) == {f"shop_voucher:{a.pk}"}
+
+
+def test_a_row_saved_with_a_given_key_is_exact() -> None:
+    fr = Country.objects.create(code="fr", name="France")
+    tags = ["shop_country:fr", "shop_country:de"]
+    _cache(*tags)
+    Country(code="de", name="Germany").save()  # an UPDATE that matches nothing, then the INSERT
+    fr.name = "République française"
+    fr.save()
+    assert _kept(*tags) == set()
+    _cache(*tags, "shop_country:it")
+    fr.delete()
+    assert _kept(*tags, "shop_country:it") == {"shop_country:de", "shop_country:it"}
+
+
+def test_a_bulk_write_run_inside_djangos_save_code_reaches_every_row() -> None:
+    """A custom base manager's ``_update`` writes every row from inside ``Model._do_update``:
+    the frame alone would give the statement one row; its SQL is not filtered by that key."""
+    a, b = Stamped.objects.create(name="a"), Stamped.objects.create(name="b")
+    tags = _rows("shop_stamped", a, b)
+    _cache(*tags)
+    a.name = "A"
+    a.save()
+    assert Stamped.objects.get(pk=b.pk).stamp == 1
+    assert _kept(*tags) == set()

@@ -11,15 +11,19 @@ writes of known rows all go through four functions whose frame holds the rows:
   reads back only after the statement (an :class:`Insert`, settled by ``writes``);
 - ``DeleteQuery.delete_batch`` (``delete()`` and ``QuerySet.delete()`` through the
   collector, cascades included) and ``UpdateQuery.update_batch`` (the collector's
-  ``SET_NULL``, ``SET_DEFAULT`` and ``SET(...)`` updates of the rows that pointed at them):
-  the primary keys of the statement's batch.
+  ``SET_DEFAULT`` and ``SET(callable)`` updates of the rows it loaded that pointed at them;
+  ``SET_NULL`` and ``SET(value)`` are one ``QuerySet.update()``): the primary keys of the
+  statement's batch.
 
 A statement is given rows only when the nearest of these frames on the stack of the thread
-that runs it issued it, for the same table and verb. Anything else (``QuerySet.update()``,
-``bulk_create()``, ``bulk_update()``, raw SQL, a Django whose functions are not these) gets
-no rows, and is recorded as a write of the whole table: when in doubt, more is
-invalidated. The frames are found by their code objects, read only (nothing of Django is
-patched); the search costs a few microseconds per write statement, none on a read.
+that runs it issued it, for the same table and verb, and (an UPDATE or a DELETE) when its
+SQL is filtered by exactly those keys (``statements.by_key``: custom code run inside one of
+these frames, a base manager's ``QuerySet._update()``, may write other rows). Anything else
+(``QuerySet.update()``, ``bulk_create()``, ``bulk_update()``, raw SQL, a Django whose
+functions are not these) gets no rows, and is recorded as a write of the whole table: when
+in doubt, more is invalidated. The frames are found by their code objects and only read
+(nothing of Django is patched); the search costs a few microseconds per write statement,
+none on a read.
 """
 
 from __future__ import annotations

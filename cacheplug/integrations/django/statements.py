@@ -12,7 +12,8 @@ record a write, delivered like the model signals' writes (after the commit:
 
 - of the rows it writes, ``(entity, pk)`` each, when Django's own code for known rows
   issued it (``save()``; the deletes of ``delete()`` and its ``SET_DEFAULT`` updates: found
-  by ``origins``; a new row's once Django has read its key back);
+  by ``origins``; a new row's once Django has read its key back) and, for an UPDATE or a
+  DELETE, its SQL is filtered by exactly those keys (:func:`by_key`);
 - else of the whole table, ``(entity, None)``, which reaches every row's entries.
 
 What it cannot see is documented as not covered: statements starting with ``WITH`` (a
@@ -36,7 +37,7 @@ from django.db.backends.signals import connection_created
 from .origins import Insert, Rows, origin
 from .writes import Write, entity_of, hold, record_statement, settle
 
-__all__ = ["TableEntities", "WriteWatcher", "install", "written", "written_tables"]
+__all__ = ["TableEntities", "WriteWatcher", "by_key", "install", "written", "written_tables"]
 
 _IDENT = r'(?:"(?:[^"]|"")+"|`[^`]+`|\[[^\]]+\]|[A-Za-z_][\w$]*)'
 _NAME = rf"{_IDENT}(?:\s*\.\s*{_IDENT})*"
@@ -53,6 +54,12 @@ _TRUNCATE = re.compile(
     re.IGNORECASE | re.DOTALL,
 )
 _PARTS = re.compile(_IDENT)
+# How Django's statements for known rows end: filtered by the primary key alone.
+_BY_KEY = re.compile(
+    rf"\sWHERE\s+(?P<column>{_NAME})\s*(?:=\s*(?P<one>%s)|IN\s*\((?P<many>\s*%s(?:\s*,\s*%s)*)\s*\))"
+    r"(?:\s+RETURNING\s+[\w\s\".,`]+)?\s*;?\s*$",
+    re.IGNORECASE,
+)
 # The plain forms, the only ones Django's own writes of known rows use (``origins``); an
 # ``INSERT OR REPLACE`` or ``REPLACE`` may delete other rows: always a table write.
 _PLAIN = {"INSERT INTO": "INSERT", "UPDATE": "UPDATE", "UPDATE ONLY": "UPDATE", "DELETE FROM": "DELETE"}
@@ -83,6 +90,28 @@ def written(sql: str) -> tuple[str | None, tuple[str, ...]]:
 def written_tables(sql: str) -> tuple[str, ...]:
     """The tables a statement writes, by its first words; ``()`` for anything else."""
     return written(sql)[1]
+
+
+def by_key(sql: str, params: Any, table: str, rows: Rows, connection: Any) -> bool:
+    """Whether ``sql`` is filtered by the primary key of ``rows.model`` alone, with exactly
+    ``rows.pks`` (as Django sends them) as its last parameters: then it writes no other row,
+    whoever issued it (a custom ``QuerySet._update()`` run inside Django's frame does not)."""
+    found = _BY_KEY.search(sql)
+    if found is None or not isinstance(params, (list, tuple)):
+        return False
+    parts = [_unquoted(part).lower() for part in _PARTS.findall(found["column"])]
+    pk = rows.model._meta.pk
+    if parts[-1] != str(pk.column).lower() or (len(parts) > 1 and parts[-2] != table.lower()):
+        return False
+    count = 1 if found["one"] else found["many"].count("%s")
+    if len(params) < count:
+        return False
+    try:
+        sent = set(params[len(params) - count :])
+        expected = {pk.get_db_prep_value(key, connection) for key in rows.pks}
+    except (TypeError, ValueError):  # an unhashable or unconvertible value: not Django's
+        return False
+    return len(sent) == count and sent == expected
 
 
 class TableEntities:
@@ -123,17 +152,20 @@ class WriteWatcher:
         if isinstance(sql, str):
             verb, tables = written(sql)
             if tables:
-                self.wrote(context["connection"].alias, verb, tables, many)
+                self.wrote(context["connection"], sql, params, verb, tables, many)
         return result
 
-    def wrote(self, using: str, verb: str | None, tables: tuple[str, ...], many: bool) -> None:
+    def wrote(
+        self, connection: Any, sql: str, params: Any, verb: str | None, tables: tuple[str, ...], many: bool
+    ) -> None:
         """Record what a statement that ran wrote: its rows when known, else its tables."""
+        using = connection.alias
         found = origin(verb, tables[0]) if verb is not None and not many else None
         if isinstance(found, Insert):
             hold(using, found.instance, found.model)
             return
         writes: list[Write]
-        if isinstance(found, Rows):
+        if isinstance(found, Rows) and by_key(sql, params, tables[0], found, connection):
             entity = entity_of(found.model)
             writes = [(entity, pk) for pk in found.pks]
         else:
