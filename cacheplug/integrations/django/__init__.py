@@ -1,10 +1,11 @@
 """cacheplug for Django (``pip install 'cacheplug[django]'``): an app, a cache backend, a command.
 
-- The app (``INSTALLED_APPS = [..., "cacheplug.integrations.django"]``): ``post_save``,
-  ``post_delete`` and ``m2m_changed``, and the statements of ``QuerySet.update()``,
-  ``bulk_create()``, ``bulk_update()`` and raw deletes, become ``cacheplug.signals.written``
-  writes delivered after the transaction commits (``writes``, ``statements``); the entity
-  of a model is its table, or its class attribute ``__cacheplug_entity__``.
+- The app (``INSTALLED_APPS = [..., "cacheplug.integrations.django"]``): every statement
+  that writes (``statements``), and ``post_save``, ``post_delete`` and ``m2m_changed``,
+  become ``cacheplug.signals.written`` writes delivered after the transaction commits
+  (``writes``): row writes for the rows of ``save()`` and ``delete()`` (``origins``), table
+  writes for ``QuerySet.update()``, ``bulk_create()``, raw SQL...; the entity of a model is
+  its table, or its class attribute ``__cacheplug_entity__``.
   ``settings.CACHEPLUG = {...}`` configures the default cache (``config``).
 - The cache backend ``cacheplug.integrations.django.cache.CacheplugCache`` for ``CACHES``.
 - The management command ``python manage.py cacheplug ...``: the ``cacheplug`` command line

@@ -33,11 +33,20 @@ def test_nothing_is_invalidated_before_the_commit(client):
         Product.objects.filter(pk=lamp.pk).update(price=999)
         assert services.product_card(lamp.pk)["price"] == "19.99"  # the write is not committed
     assert services.catalogue_size() == 1
-    # QuerySet.update() has no post_save: it invalidates the table's entity, "product".
-    assert services.product_card(lamp.pk)["price"] == "19.99"  # tagged per product only
-    lamp.refresh_from_db()
-    lamp.save()  # a row write reaches "product:<pk>"
+    # QuerySet.update() has no post_save: a table write, reaching every product's entries.
     assert services.product_card(lamp.pk)["price"] == "9.99"
+
+
+def test_a_save_invalidates_its_own_product_only(client):
+    lamp = Product.objects.create(name="Lamp", price=1999)
+    desk = Product.objects.create(name="Desk", price=9900)
+    services.product_card(lamp.pk), services.product_card(desk.pk)
+    hits = services.product_card.cache_info().hits
+    desk.price = 8900
+    desk.save()  # a row write: "product" and "product:<desk's pk>"
+    assert services.product_card(lamp.pk)["price"] == "19.99"
+    assert services.product_card.cache_info().hits == hits + 1  # the lamp's card was still cached
+    assert services.product_card(desk.pk)["price"] == "89.00"
 
 
 def test_bulk_writes_and_tags_invalidate(client):
