@@ -12,12 +12,16 @@ accident, and the workers of one service (started from one folder) share one dis
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import json
 import os
 import stat
 import sys
+import tempfile
+from typing import Any
 
-__all__ = ["default_directory", "directory_problem", "private_makedirs"]
+__all__ = ["default_directory", "directory_problem", "private_makedirs", "write_json"]
 
 
 def _user_cache_root() -> str:
@@ -78,3 +82,18 @@ def directory_problem(path: str) -> str | None:
     if st.st_mode & 0o022:
         return f"{path!r} is group- or world-writable (mode {stat.S_IMODE(st.st_mode):o})"
     return None
+
+
+def write_json(folder: str, path: str, body: Any, prefix: str) -> None:
+    """Write ``body`` as compact JSON to ``path`` (in ``folder``) atomically: a reader sees the
+    old file or the new one, never half of one (a temporary file, then ``os.replace``)."""
+    data = json.dumps(body, separators=(",", ":"), allow_nan=False).encode()
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=prefix, suffix=".json")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise

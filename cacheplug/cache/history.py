@@ -17,17 +17,15 @@ or world-writable), is refused whole: the fault is counted in the cache's ledger
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import math
 import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..private_files import directory_problem, private_makedirs
+from ..private_files import directory_problem, private_makedirs, write_json
 
 if TYPE_CHECKING:
     from .facade import Cache
@@ -105,16 +103,7 @@ def write(cache: Cache, learned: Sequence[Learned]) -> str | None:
             for item in learned[:MAX_RECORDS]
         ],
     }
-    data = json.dumps(body, separators=(",", ":"), allow_nan=False).encode()
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".saving-", suffix=".json")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    write_json(folder, path, body, ".saving-")
     return path
 
 

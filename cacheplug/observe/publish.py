@@ -19,13 +19,12 @@ import json
 import logging
 import os
 import socket
-import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..private_files import directory_problem, private_makedirs
+from ..private_files import directory_problem, private_makedirs, write_json
 from ..statistics import CacheStats
 from ..tiers.capabilities import KeyListing
 
@@ -128,17 +127,8 @@ def publish(
         "snapshots": [s.to_dict() for s in snapshots],
         "alerts": [dict(a) for a in alerts[:MAX_ALERTS]],
     }
-    data = json.dumps(body, separators=(",", ":"), allow_nan=False).encode()
     path = os.path.join(folder, _own_name(label))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".publishing-", suffix=".json")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    write_json(folder, path, body, ".publishing-")
     return path
 
 
