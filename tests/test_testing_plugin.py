@@ -508,6 +508,10 @@ def _pytest_subprocess(
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CACHEPLUG_", "PYTEST_"))}
     env["PYTHONPATH"] = os.pathsep.join(paths)
     env["CACHEPLUG_DIR"] = str(tmp_path / "cachedir")
+    if not entry_point:
+        # As where cacheplug is not installed: no entry point at all is loaded (an editable
+        # install of this checkout, as `make dev` makes, declares the real one).
+        env["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
     return subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args],
         cwd=tmp_path,
