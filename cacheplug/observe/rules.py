@@ -22,6 +22,7 @@ second)``                          interval
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 import math
 import os
@@ -143,7 +144,7 @@ class Measurement:
     detail: str = ""
 
 
-class Rule:
+class Rule(abc.ABC):
     """The base of alert rules: :meth:`measure` one number per subject from an interval.
 
     ``threshold`` is in the rule's unit; ``needs_interval`` is False for a rule that can
@@ -156,9 +157,9 @@ class Rule:
     needs_interval: ClassVar[bool] = True
     threshold: float
 
+    @abc.abstractmethod
     def measure(self, interval: Interval) -> Iterable[Measurement]:
         """This interval's measurements, one per subject that can be measured."""
-        raise NotImplementedError
 
     def fired(self, interval: Interval, alerts: list[Alert]) -> list[Alert]:
         """Called with this round's new ``"firing"`` alerts of the rule; returns them (amended)."""
