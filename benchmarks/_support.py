@@ -29,6 +29,27 @@ def rounds(n: int) -> int:
     return max(1, round(n * SCALE))
 
 
+def full_and_churning(funcs: Sequence[Callable[..., Any]], capacity: int, churn: int) -> Callable[[], None]:
+    """Fill each ``f(key, "x")`` past its memory bound with new keys (the steady state of a full
+    cache that evicts, not its first fill), leave ``f(1, "x")`` cached, and return the setup
+    that stores ``churn`` more new keys in each between timed rounds (off the clock)."""
+    import itertools
+
+    fresh = itertools.count(10_000)
+    for f in funcs:
+        for _ in range(3 * capacity):
+            f(next(fresh), "x")
+        assert f(1, "x") is VALUE
+
+    def setup() -> None:
+        keys = [next(fresh) for _ in range(churn)]
+        for f in funcs:
+            for k in keys:
+                f(k, "x")
+
+    return setup
+
+
 def call_loop(func: Callable[..., Any], args: Sequence[Any], ops: int) -> Callable[[], None]:
     """A function calling ``func(*args)`` ``ops`` times (loop unrolled ten times)."""
     if ops % UNROLL:

@@ -13,11 +13,10 @@ new keys, so each cache keeps evicting while the hot key stays (it is read all a
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Callable
 from typing import Any
 
-from _support import TTL, VALUE, call_loop, interleaved
+from _support import TTL, VALUE, call_loop, full_and_churning, interleaved
 
 import cacheplug.fastpath
 from cacheplug import Cache, MemoryTier, cached
@@ -48,19 +47,9 @@ def bench_memory_hit_recording(benchmark: Any, bench_pass: int) -> None:
     tiers: dict[str, MemoryTier] = {}
     for side, record_hits in (("recording", True), ("bare", False)):
         funcs[side], tiers[side] = _function(record_hits)
-    fresh = itertools.count(10_000)
-    for f in funcs.values():  # past the bound: the steady state, not the first fill
-        for _ in range(3 * CAPACITY):
-            f(next(fresh), "x")
-        assert f(1, "x") is VALUE
+    churn = full_and_churning(list(funcs.values()), CAPACITY, CHURN)
     evicted = {side: tier.evictions for side, tier in tiers.items()}
     assert all(evicted.values()), evicted
-
-    def churn() -> None:
-        keys = [next(fresh) for _ in range(CHURN)]
-        for f in funcs.values():
-            for k in keys:
-                f(k, "x")
 
     sides = {side: call_loop(f, (1, "x"), HIT_OPS) for side, f in funcs.items()}
     series = interleaved(

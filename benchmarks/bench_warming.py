@@ -17,11 +17,10 @@ milliseconds land on whichever side runs then.
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Callable
 from typing import Any
 
-from _support import TTL, VALUE, call_loop, interleaved
+from _support import TTL, VALUE, call_loop, full_and_churning, interleaved
 
 from cacheplug import Cache, MemoryTier, cached
 from cacheplug.fastpath import HITS_MAX
@@ -48,17 +47,7 @@ def bench_memory_hit_learning(benchmark: Any, bench_pass: int, closing: list[Any
     caches: dict[str, Cache] = {}
     for side, learn in (("learning", True), ("plain", False)):
         funcs[side], caches[side] = _function(learn, closing)
-    fresh = itertools.count(10_000)
-    for f in funcs.values():  # past the bound: the steady state, not the first fill
-        for _ in range(3 * CAPACITY):
-            f(next(fresh), "x")
-        assert f(1, "x") is VALUE
-
-    def churn() -> None:
-        keys = [next(fresh) for _ in range(CHURN)]
-        for f in funcs.values():
-            for k in keys:
-                f(k, "x")
+    churn = full_and_churning(list(funcs.values()), CAPACITY, CHURN)
 
     sides = {side: call_loop(f, (1, "x"), HIT_OPS) for side, f in funcs.items()}
     series = interleaved(
