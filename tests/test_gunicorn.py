@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import http.client
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -21,6 +20,8 @@ import threading
 from pathlib import Path
 
 import pytest
+
+from .server_support import drive
 
 pytest.importorskip("gunicorn")
 
@@ -135,21 +136,9 @@ def test_gunicorn_preload_workers_serve_no_stale_reads_and_no_errors(tmp_path: P
             with lock:
                 completed[item] = max(completed[item], version)
 
-    try:
-        threads = [threading.Thread(target=reader, args=(s,)) for s in range(4)]
-        threads += [threading.Thread(target=writer, args=(s,)) for s in range(WRITERS)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(timeout=120)
-        assert not any(t.is_alive() for t in threads), "clients did not finish in 120 s"
-    finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            output = server.communicate(timeout=20)[0].decode(errors="replace")
-        except subprocess.TimeoutExpired:
-            server.kill()
-            output = server.communicate()[0].decode(errors="replace")
+    threads = [threading.Thread(target=reader, args=(s,)) for s in range(4)]
+    threads += [threading.Thread(target=writer, args=(s,)) for s in range(WRITERS)]
+    output = drive(server, threads, 120)
     assert errors == [], f"{len(errors)} failed requests, e.g. {errors[:3]}\n{output[-3000:]}"
     assert stale == [], f"{len(stale)} stale reads of {reads[0]}, e.g. {stale[:3]}"
     assert reads[0] == 1200

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import http.client
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -24,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from .http_support import needs
+from .server_support import drive
 
 ITEMS = 8
 READERS, READS = 4, 250
@@ -226,21 +226,9 @@ def test_no_worker_serves_an_old_body_after_a_write_answered(kind: str, tmp_path
             with lock:
                 completed[item] = max(completed[item], int(body.split()[0]))
 
-    try:
-        threads = [threading.Thread(target=reader, args=(s,)) for s in range(READERS)]
-        threads += [threading.Thread(target=writer, args=(s,)) for s in range(WRITERS)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(timeout=150)
-        assert not any(t.is_alive() for t in threads), "clients did not finish in 150 s"
-    finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            output = server.communicate(timeout=20)[0].decode(errors="replace")
-        except subprocess.TimeoutExpired:
-            server.kill()
-            output = server.communicate()[0].decode(errors="replace")
+    threads = [threading.Thread(target=reader, args=(s,)) for s in range(READERS)]
+    threads += [threading.Thread(target=writer, args=(s,)) for s in range(WRITERS)]
+    output = drive(server, threads, 150)
     reads = READERS * READS
     assert errors == [], f"{len(errors)} failed requests, e.g. {errors[:3]}\n{output[-3000:]}"
     assert stale == [], f"{len(stale)} stale reads of {reads}, e.g. {stale[:3]}"
