@@ -78,18 +78,7 @@ def get_or_compute(
     guard: Guard = SYNC,
     options: tuple[Any, Any, Any] = _NO_OPTIONS,
 ) -> T:
-    skey, seconds, tag_tuple, sources = _checked(cache, key, ttl, tags, depends_on)
-    policy = None if options == _NO_OPTIONS else freshness(*options, seconds, "get_or_compute")
-    if cache.blind():
-        return compute()
-    keep = None
-    if sources:
-        compute, keep = deps.linking(cache, skey, sources, seconds, compute)
-    flow = call_flow(
-        cache, cache.direct, skey, lambda: skey, lambda: tag_tuple, seconds, keep, guard=guard, policy=policy
-    )
-    value: T = run(flow, compute)
-    return value
+    return _through_flow(cache, key, compute, ttl, tags, depends_on, options, guard=guard)
 
 
 def refresh(
@@ -98,14 +87,31 @@ def refresh(
     """``compute()`` and store it under ``key``, replacing what is there: the flow of a
     refresh (the versions are read before computing, so a value that raced an invalidation
     of its tags is not stored)."""
+    return _through_flow(cache, key, compute, ttl, tags, depends_on, _NO_OPTIONS, probe=False, force=True)
+
+
+def _through_flow(
+    cache: Cache,
+    key: str,
+    compute: Callable[[], T],
+    ttl: Any,
+    tags: Iterable[str],
+    depends_on: Iterable[str],
+    options: tuple[Any, Any, Any],
+    **flow_options: Any,
+) -> T:
+    """Run ``compute`` through the compute flow of the direct binding under ``key``, with the
+    freshness ``options`` (validated against the ttl before anything else happens)."""
     skey, seconds, tag_tuple, sources = _checked(cache, key, ttl, tags, depends_on)
+    policy = None if options == _NO_OPTIONS else freshness(*options, seconds, "get_or_compute")
     if cache.blind():
         return compute()
     keep = None
     if sources:
         compute, keep = deps.linking(cache, skey, sources, seconds, compute)
+    binding = cache.direct
     flow = call_flow(
-        cache, cache.direct, skey, lambda: skey, lambda: tag_tuple, seconds, keep, probe=False, force=True
+        cache, binding, skey, lambda: skey, lambda: tag_tuple, seconds, keep, policy=policy, **flow_options
     )
     value: T = run(flow, compute)
     return value
