@@ -48,7 +48,7 @@ import time
 from collections.abc import Callable, Generator
 
 from .errors import CacheplugError
-from .private_files import directory_problem, private_makedirs
+from .private_files import directory_problem, private_makedirs, same_file
 
 __all__ = ["STRIPES", "Lease", "LeaseFault", "LeaseStore"]
 
@@ -78,16 +78,6 @@ def _flock(fd: int) -> bool:
             return False
         raise
     return True
-
-
-def _same_file(fd: int, path: str) -> bool:
-    """Whether ``path`` still names the file open as ``fd`` (not unlinked nor replaced)."""
-    try:
-        st = os.stat(path, follow_symlinks=False)
-    except FileNotFoundError:
-        return False
-    mine = os.fstat(fd)
-    return (st.st_dev, st.st_ino) == (mine.st_dev, mine.st_ino)
 
 
 def _record(fd: int) -> tuple[int, float] | None:
@@ -132,7 +122,7 @@ class Lease:
         guard = self._store.guard_now(self._stripe, FENCE_WAIT)
         try:
             record = _record(self._fd)
-            ours = _same_file(self._fd, self._path) and record is not None and record[0] == self.token
+            ours = same_file(self._fd, self._path) and record is not None and record[0] == self.token
         except BaseException:
             os.close(guard)
             raise
@@ -163,7 +153,7 @@ class Lease:
             guard = self._store.guard_nowait(self._stripe)
             if guard >= 0:
                 try:
-                    if _same_file(fd, self._path):
+                    if same_file(fd, self._path):
                         os.unlink(self._path)
                 finally:
                     os.close(guard)
@@ -226,7 +216,7 @@ class LeaseStore:
             fd = self._open(path)
             try:
                 if _flock(fd):
-                    if _same_file(fd, path):  # not unlinked by a release or a takeover meanwhile
+                    if same_file(fd, path):  # not unlinked by a release or a takeover meanwhile
                         # Say "held" at once, so that nobody reads the last holder's expiry
                         # and takes this fresh lease over while it waits for the guard.
                         _write_record(fd, 0, self._clock() + timeout)
@@ -254,7 +244,7 @@ class LeaseStore:
         try:
             guard = yield from self._guard(stripe, timeout)
             try:
-                if not _same_file(fd, path):
+                if not same_file(fd, path):
                     os.close(fd)
                     return None
                 token = self._next_token(guard, stripe)
@@ -271,7 +261,7 @@ class LeaseStore:
         """Replace the file a holder locks past its lease (``None``: it changed meanwhile)."""
         guard = yield from self._guard(stripe, timeout)
         try:
-            if not _same_file(busy, path):
+            if not same_file(busy, path):
                 return None  # released or taken over by someone else: try again
             if _flock(busy):
                 return None  # the holder just let go: take it the ordinary way

@@ -21,7 +21,7 @@ import sys
 import tempfile
 from typing import Any
 
-__all__ = ["default_directory", "directory_problem", "private_makedirs", "write_json"]
+__all__ = ["default_directory", "directory_problem", "private_makedirs", "same_file", "write_json"]
 
 
 def _user_cache_root() -> str:
@@ -97,3 +97,14 @@ def write_json(folder: str, path: str, body: Any, prefix: str) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def same_file(fd: int, path: str) -> bool:
+    """Whether ``path`` still names the file open as ``fd`` (not unlinked nor replaced since):
+    what a lock held by ``flock`` on a file that others may unlink must check once it has it."""
+    try:
+        there = os.stat(path, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    held = os.fstat(fd)
+    return (held.st_dev, held.st_ino) == (there.st_dev, there.st_ino)

@@ -31,7 +31,7 @@ import zlib
 from collections.abc import Iterable, Iterator
 
 from ...errors import CacheplugError
-from ...private_files import private_makedirs
+from ...private_files import private_makedirs, same_file
 
 __all__ = ["STRIPES", "KeyLocks", "LockTimeout"]
 
@@ -110,7 +110,7 @@ class KeyLocks:
                 time.sleep(delay)  # flock has no timed wait: poll with a growing pause
                 delay = min(delay * 2, 0.002)
                 continue
-            if self._same_file(fd, path):
+            if same_file(fd, path):
                 return fd
             # The file was deleted or replaced: others lock the one at the path now.
             fcntl.flock(fd, fcntl.LOCK_UN)
@@ -123,15 +123,6 @@ class KeyLocks:
         except FileNotFoundError:
             private_makedirs(self.folder)
             return os.open(path, _FLAGS, 0o600)
-
-    @staticmethod
-    def _same_file(fd: int, path: str) -> bool:
-        try:
-            there = os.stat(path, follow_symlinks=False)
-        except FileNotFoundError:
-            return False
-        held = os.fstat(fd)
-        return (held.st_ino, held.st_dev) == (there.st_ino, there.st_dev)
 
     def _timed_out(self) -> LockTimeout:
         return LockTimeout(
