@@ -84,9 +84,15 @@ def directory_problem(path: str) -> str | None:
     return None
 
 
-def write_json(folder: str, path: str, body: Any, prefix: str) -> None:
-    """Write ``body`` as compact JSON to ``path`` (in ``folder``) atomically: a reader sees the
-    old file or the new one, never half of one (a temporary file, then ``os.replace``)."""
+def write_json(folder: str, path: str, body: Any, prefix: str, what: str) -> None:
+    """Write ``body`` as compact JSON to ``path`` in the private ``folder`` (made if missing)
+    atomically: a reader sees the old file or the new one, never half of one (a temporary
+    file, then ``os.replace``). A folder others could write to raises ``PermissionError``
+    ("not ``what``: ..."), as any other failure raises ``OSError``."""
+    private_makedirs(folder)
+    problem = directory_problem(folder)
+    if problem is not None:
+        raise PermissionError(f"not {what}: {problem}")
     data = json.dumps(body, separators=(",", ":"), allow_nan=False).encode()
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=prefix, suffix=".json")
     try:

@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..private_files import directory_problem, private_makedirs, write_json
+from ..private_files import directory_problem, write_json
 
 if TYPE_CHECKING:
     from .facade import Cache
@@ -91,10 +91,6 @@ def write(cache: Cache, learned: Sequence[Learned]) -> str | None:
     if path is None:
         return None
     folder = os.path.dirname(path)
-    private_makedirs(folder)
-    problem = directory_problem(folder)
-    if problem is not None:
-        raise PermissionError(f"not saving the learned set: {problem}")
     body = {
         "format": FORMAT,
         "namespace": cache.namespace,
@@ -103,7 +99,7 @@ def write(cache: Cache, learned: Sequence[Learned]) -> str | None:
             for item in learned[:MAX_RECORDS]
         ],
     }
-    write_json(folder, path, body, ".saving-")
+    write_json(folder, path, body, ".saving-", "saving the learned set")
     return path
 
 
